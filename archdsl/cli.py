@@ -1,0 +1,367 @@
+"""The `archdsl` command line.
+
+Exit status: 0 success; 1 the input is wrong (syntax, validation, unknown file), with
+`path:line:col: error: message`, the offending line and a caret on stderr; 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+
+EXAMPLES = """\
+examples:
+  archdsl check specs/*.arch
+  archdsl generate specs/qwen3-0.6b.arch -o generated
+  archdsl generate specs/*.arch -o generated --check      # exit 1 if generated/ is stale
+  archdsl generate specs/gemma3-27b.arch -o /tmp/tiny --tiny
+  archdsl stats specs/gemma3-27b.arch --context 8192 --dtype bf16
+  archdsl export-hf specs/llama-3-8b.arch -o config.json
+  archdsl import-hf config.json -o specs/my-model.arch
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class InputError(Exception):
+    """Bad input that is not a spec (a JSON config, an unwritable directory).
+
+    Reported as `location: error: message` (or `error: message` without a location)."""
+
+    def __init__(self, message: str, location: str | None = None):
+        super().__init__(message)
+        self.location = location
+
+    def render(self) -> str:
+        return f"{self.location}: error: {self}" if self.location else f"error: {self}"
+
+
+def _display(path: str | Path) -> str:
+    """A path as it appears in messages and headers: relative where possible, with forward slashes."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            p = p.relative_to(Path.cwd())
+        except ValueError:
+            return p.as_posix()
+    return p.as_posix()
+
+
+def _load(path: str):
+    from .resolve import load
+
+    return load(path, _display(path))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_check(args) -> int:
+    from .codegen import describe
+    from .errors import ErrorCollector, SpecError
+    from .stats import compute
+
+    collector = ErrorCollector()
+    sources: dict[str, str] = {}
+    for path in args.specs:
+        try:
+            model = _load(path)
+        except SpecError as exc:
+            collector.add(exc)
+            sources.update(exc.sources)
+            continue
+        if args.verbose:
+            s = compute(model)
+            print(f"{_display(path)}: {model.name}: {model.n_layers} layers, {s.total_params:,} parameters ({s.active_params:,} active)")
+            for line in describe(model):
+                print(f"  {line}")
+    collector.raise_if_any(sources)
+    return 0
+
+
+def _generate_one(path: str, out_dir: str, tiny: bool) -> tuple[str, str]:
+    from .codegen import render
+    from .hf import checkpoint_layout
+    from .tiny import tiny as shrink
+
+    model = _load(path)
+    layout = checkpoint_layout(model)
+    if tiny:
+        model = shrink(model)
+    display = _display(path)
+    command = f"archdsl generate {display} -o {_display(out_dir)}" + (" --tiny" if tiny else "")
+    source = render(model, display, Path(path).read_bytes(), command, layout)
+    return model.name, source
+
+
+def cmd_generate(args) -> int:
+    from .codegen import write_atomic
+    from .errors import ErrorCollector, SpecError
+
+    out_dir = Path(args.output)
+    collector = ErrorCollector()
+    sources: dict[str, str] = {}
+    outputs: dict[str, tuple[str, str]] = {}  # file name → (spec, source)
+    # Validate and render every spec before writing anything.
+    for path in args.specs:
+        try:
+            name, source = _generate_one(path, args.output, args.tiny)
+        except SpecError as exc:
+            collector.add(exc)
+            sources.update(exc.sources)
+            continue
+        filename = f"{name}.py"
+        if filename in outputs:
+            raise InputError(f"{_display(path)} and {outputs[filename][0]} both define model '{name}' (both would write {filename})")
+        outputs[filename] = (_display(path), source)
+    collector.raise_if_any(sources)
+
+    if args.check:
+        stale = []
+        for filename, (spec, source) in sorted(outputs.items()):
+            target = out_dir / filename
+            if not target.is_file():
+                stale.append(f"{_display(target)}: missing (from {spec})")
+            elif target.read_text(encoding="utf-8") != source:
+                stale.append(f"{_display(target)}: differs from what {spec} generates")
+        if stale:
+            print("error: generated files are out of date (run the same command without --check):", file=sys.stderr)
+            for line in stale:
+                print(f"  {line}", file=sys.stderr)
+            return 1
+        return 0
+
+    if not out_dir.exists():
+        try:
+            out_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create output directory {_display(out_dir)}: {exc.strerror}") from None
+    if not out_dir.is_dir():
+        raise InputError(f"{_display(out_dir)} is not a directory")
+    if not os.access(out_dir, os.W_OK):
+        raise InputError(f"cannot write to {_display(out_dir)}: permission denied")
+    # Ctrl-C is held back while the files are replaced, so a batch is written whole or not at all.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    try:
+        for filename, (_, source) in sorted(outputs.items()):
+            target = out_dir / filename
+            if target.is_file() and target.read_text(encoding="utf-8") == source:
+                continue
+            try:
+                write_atomic(target, source)
+            except OSError as exc:
+                raise InputError(f"cannot write {_display(target)}: {exc.strerror}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return 0
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def cmd_stats(args) -> int:
+    from .stats import DTYPE_BYTES, compute
+
+    model = _load(args.spec)
+    if args.context is not None and args.context < 1:
+        raise UsageError("--context must be at least 1")
+    s = compute(model, context=args.context, dtype=args.dtype)
+    if args.format == "json":
+        print(json.dumps(s.as_dict(), indent=2))
+        return 0
+    rows = [
+        ("total parameters", f"{s.total_params:,}"),
+        ("active parameters", f"{s.active_params:,}"),
+        ("embedding", f"{s.embedding_params:,}"),
+    ]
+    if s.position_params:
+        rows.append(("learned positions", f"{s.position_params:,}"))
+    rows += [
+        ("output head", f"{s.head_params:,}" + (" (tied)" if model.embedding.tied else "")),
+        ("attention", f"{s.components['attention']:,}"),
+        ("feed-forward", f"{s.components['ffn']:,}"),
+        ("norms", f"{s.components['norms']:,}"),
+        (f"KV cache per token ({args.dtype})", f"{s.kv_cache_bytes_per_token:,} bytes"),
+        (f"KV cache at {s.context:,} tokens", f"{s.kv_cache_bytes:,} bytes ({s.kv_cache_bytes / 2**30:.2f} GiB)"),
+        (f"FLOPs per token at {s.context:,}", f"{s.flops_per_token:,}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{model.title or model.name} ({model.n_layers} layers)")
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value:>}")
+    print()
+    print("  layers        kind      attention        ffn  norms       total")
+    for first, last, kind in model.runs():
+        layer = s.per_layer[first]
+        span = f"{first}" if first == last else f"{first}-{last}"
+        print(f"  {span:<12}  {kind:<8}  {layer.attention:>13,}  {layer.ffn:>13,}  {layer.norms:>5,}  {layer.total:>13,}")
+    return 0
+
+
+def cmd_export_hf(args) -> int:
+    from .codegen import write_atomic
+    from .hf import HFError, export_hf
+    from .tiny import tiny as shrink
+
+    model = _load(args.spec)
+    if args.tiny:
+        model = shrink(model)
+    try:
+        config = export_hf(model)
+    except HFError as exc:
+        raise InputError(str(exc), _display(args.spec)) from None
+    text = json.dumps(config, indent=2) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        _write(args.output, text)
+    return 0
+
+
+def cmd_import_hf(args) -> int:
+    from .hf import HFError, import_hf
+    from .printer import to_spec
+    from .resolve import loads
+
+    path = Path(args.config)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", _display(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", _display(path)) from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", f"{_display(path)}:{exc.lineno}:{exc.colno}") from None
+    if not isinstance(config, dict):
+        raise InputError("a config.json holds a JSON object", _display(path))
+    try:
+        model = import_hf(config, args.name)
+    except HFError as exc:
+        raise InputError(str(exc), _display(path)) from None
+    spec = to_spec(model, f"Imported by archdsl import-hf from {safe_comment(_display(path))} (model_type {config.get('model_type')}).")
+    loads(spec, args.output)  # the written spec must be valid, and mean the same model
+    _write(args.output, spec)
+    return 0
+
+
+def safe_comment(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:200]
+
+
+def _write(path: str, text: str) -> None:
+    from .codegen import write_atomic
+
+    target = Path(path)
+    if not target.parent.exists():
+        raise InputError(f"cannot write {_display(target)}: directory {_display(target.parent)} does not exist")
+    try:
+        write_atomic(target, text)
+    except OSError as exc:
+        raise InputError(f"cannot write {_display(target)}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archdsl",
+        description="A declarative architecture language for large language models: check a .arch spec, "
+        "count its parameters, export or import Hugging Face configs, and generate a standalone PyTorch module.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"archdsl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("check", help="parse and validate specs", description="Parse and validate specs; prints nothing on success.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch files")
+    p.add_argument("-v", "--verbose", action="store_true", help="print a one-line summary of each model")
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser(
+        "generate",
+        help="write the PyTorch module of each spec",
+        description="Write DIR/<model_name>.py for every spec. Every spec is validated and rendered before any "
+        "file is written; each file is replaced atomically.",
+    )
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch files")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--tiny", action="store_true", help="a structurally identical small model (d_model 64, ≤ 2 periods of layers, vocab ≤ 256)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 listing every file in DIR that is missing or differs")
+    p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser(
+        "stats",
+        help="exact parameter counts, KV cache and FLOPs",
+        description="Exact statistics computed from the spec alone (no model is built).\n\n"
+        "  total_params       every parameter, tied matrices once\n"
+        "  active_params      parameters one token's forward pass uses\n"
+        "  kv_cache_bytes     keys and values cached at --context tokens; sliding-window layers keep at most window tokens\n"
+        "  flops_per_token    forward FLOPs of one token attending to --context tokens:\n"
+        "                     2 x (matmul parameters, output head included)\n"
+        "                     + 4 x heads x head_dim x visible tokens, per layer",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--context", type=int, default=None, metavar="N", help="context length for the KV cache and FLOPs (default: the spec's context)")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "fp8"), default="bf16", help="dtype of the KV cache (default bf16)")
+    p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser("export-hf", help="write the Hugging Face config.json of a spec", description="Write the Hugging Face config.json of the spec's architecture (with model_type).")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--tiny", action="store_true", help="the config of the --tiny model")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="output file, or - for stdout")
+    p.set_defaults(run=cmd_export_hf)
+
+    p = sub.add_parser("import-hf", help="write the spec of a Hugging Face config.json", description="Write the .arch spec of a Hugging Face config.json.")
+    p.add_argument("config", metavar="CONFIG_JSON")
+    p.add_argument("-o", "--output", required=True, metavar="SPEC")
+    p.add_argument("--name", help="model identifier to use (default: from the config)")
+    p.set_defaults(run=cmd_import_hf)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import SpecError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except InputError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        parser.error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        print("archdsl: interrupted; no file was changed", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

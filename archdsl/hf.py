@@ -1,0 +1,634 @@
+"""Hugging Face `config.json` ⇄ IR, for the model types transformers implements.
+
+`export_hf` finds the first model type (or the spec's `hf` preference) whose configuration can
+express the model exactly, and says, per type, why the others cannot. `import_hf` reads a
+config (old-style `rope_theta`/`rope_scaling` keys or `rope_parameters`) into the IR.
+
+Each model type is described once: which IR features it can carry and how they map to its keys.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from . import ir
+
+ARCHITECTURES = {
+    "gpt2": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "olmo2": "Olmo2ForCausalLM",
+    "gemma3_text": "Gemma3ForCausalLM",
+    "smollm3": "SmolLM3ForCausalLM",
+}
+# Preference order when a model fits several types.
+FAMILIES = ("llama", "mistral", "qwen3", "olmo2", "gemma3_text", "smollm3", "gpt2")
+
+
+# Special token ids belong to the tokenizer, not the architecture: exports leave them unset
+# (the types' defaults would point outside a small vocabulary).
+NO_TOKEN_IDS = {"pad_token_id": None, "bos_token_id": None, "eos_token_id": None}
+
+
+class HFError(Exception):
+    """A model the requested Hugging Face type cannot express, or a config archdsl cannot read."""
+
+
+class _Needs:
+    """Collects the reasons a model does not fit a model type."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def __call__(self, ok: bool, reason: str) -> bool:
+        if not ok:
+            self.reasons.append(reason)
+        return ok
+
+
+def _blocks(model: ir.Model) -> list[ir.Block]:
+    return [model.kinds[k] for k in model.used_kinds]
+
+
+def _same(model: ir.Model, get: Callable[[ir.Block], Any]) -> bool:
+    return len({repr(get(b)) for b in _blocks(model)}) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+def _rope_parameters(rope: ir.Rope) -> dict:
+    params: dict[str, Any] = {"rope_theta": rope.theta}
+    s = rope.scaling
+    if s is None:
+        params["rope_type"] = "default"
+    elif isinstance(s, ir.LinearScaling):
+        params.update(rope_type="linear", factor=s.factor)
+    elif isinstance(s, ir.Llama3Scaling):
+        params.update(
+            rope_type="llama3",
+            factor=s.factor,
+            low_freq_factor=s.low_freq_factor,
+            high_freq_factor=s.high_freq_factor,
+            original_max_position_embeddings=s.original_context,
+        )
+    elif isinstance(s, ir.YarnScaling):
+        params.update(
+            rope_type="yarn",
+            factor=s.factor,
+            original_max_position_embeddings=s.original_context,
+            beta_fast=s.beta_fast,
+            beta_slow=s.beta_slow,
+            truncate=s.truncate,
+        )
+        for key in ("mscale", "mscale_all_dim", "attention_factor"):
+            if getattr(s, key) is not None:
+                params[key] = getattr(s, key)
+    if rope.fraction != 1:
+        params["partial_rotary_factor"] = rope.fraction
+    return params
+
+
+def _dense_core(model: ir.Model, needs: _Needs, family: str) -> dict:
+    """What every decoder-only type shares: sizes, one attention and FFN shape, plain RMSNorm or not."""
+    blocks = _blocks(model)
+    b = blocks[0]
+    a = b.attention
+    needs(_same(model, lambda x: x.attention.model_copy(update={"window": None})), "every layer must have the same attention (apart from windows)")
+    needs(_same(model, lambda x: x.ffn), "every layer must have the same feed-forward")
+    needs(_same(model, lambda x: (x.norms, x.norm)), "every layer must place and use its norms the same way")
+    needs(a.kind in ("mha", "gqa", "mqa"), f"{family} has standard multi-head attention")
+    needs(model.final_norm, f"{family} always has a final norm")
+    needs(model.embedding.positions == "none", f"{family} has no learned position embeddings")
+    needs(all(x.rope is None or x.rope.layout == "half" for x in blocks), f"{family} uses the half-split RoPE layout")
+    needs(model.norm == b.norm, f"{family} uses one norm for the blocks and the final norm")
+    return {
+        "model_type": family,
+        "architectures": [ARCHITECTURES[family]],
+        "vocab_size": model.vocab,
+        "hidden_size": model.d_model,
+        "num_hidden_layers": model.n_layers,
+        "num_attention_heads": a.heads,
+        "num_key_value_heads": a.kv_heads,
+        "head_dim": a.head_dim,
+        "max_position_embeddings": model.context,
+        "tie_word_embeddings": model.embedding.tied,
+        **NO_TOKEN_IDS,
+    }
+
+
+def _llama_ffn(model: ir.Model, needs: _Needs, family: str, bias_key: str | None) -> dict:
+    ffn = _blocks(model)[0].ffn
+    needs(isinstance(ffn, ir.SwiGLU), f"{family} has a SwiGLU feed-forward")
+    out = {"intermediate_size": ffn.hidden, "hidden_act": "silu"}
+    if bias_key:
+        out[bias_key] = ffn.bias
+    else:
+        needs(not ffn.bias, f"{family} has no feed-forward biases")
+    return out
+
+
+def _plain_rms(model: ir.Model, needs: _Needs, family: str, weight_fp32: bool = False, zero_centered: bool = False) -> dict:
+    norm = model.norm
+    needs(
+        isinstance(norm, ir.RMSNorm) and norm.zero_centered == zero_centered and norm.weight_fp32 == weight_fp32,
+        f"{family} uses RMSNorm(zero_centered={zero_centered}, weight_fp32={weight_fp32})",
+    )
+    return {"rms_norm_eps": norm.eps}
+
+
+def _no(model: ir.Model, needs: _Needs, family: str, *features: str) -> None:
+    blocks = _blocks(model)
+    checks = {
+        "window": (all(b.attention.window is None for b in blocks), "sliding windows"),
+        "softcap": (all(b.attention.softcap is None for b in blocks) and model.final_softcap is None, "softcapping"),
+        "qk_norm": (all(b.attention.qk_norm == "none" for b in blocks), "QK norm"),
+        "scale": (all(math.isclose(b.attention.query_scale, b.attention.head_dim**-0.5, rel_tol=1e-12) for b in blocks), "a custom query scale"),
+        "embedding_scale": (model.embedding.scale is None, "an embedding scale"),
+        "nope": (all(b.rope is not None for b in blocks), "layers without RoPE"),
+        "partial": (all(b.rope is None or b.rope.fraction == 1 for b in blocks), "partial rotary embeddings"),
+    }
+    for feature in features:
+        ok, what = checks[feature]
+        needs(ok, f"{family} has no {what}")
+
+
+def _attention_bias(model: ir.Model, needs: _Needs, family: str) -> dict:
+    bias = _blocks(model)[0].attention.bias
+    needs(bias in ((), ("q", "k", "v", "o")), f"{family} has biases on all of q, k, v, o or on none")
+    return {"attention_bias": bias == ("q", "k", "v", "o")}
+
+
+def _single_rope(model: ir.Model, needs: _Needs, family: str) -> dict:
+    ropes = {repr(b.rope) for b in _blocks(model) if b.rope is not None}
+    needs(len(ropes) <= 1, f"{family} has one RoPE configuration for all layers")
+    rope = next((b.rope for b in _blocks(model) if b.rope is not None), None)
+    needs(rope is not None, f"{family} uses RoPE")
+    return {"rope_parameters": _rope_parameters(rope)} if rope else {}
+
+
+def _layer_types(model: ir.Model) -> list[str]:
+    return ["sliding_attention" if model.block(i).attention.window else "full_attention" for i in range(model.n_layers)]
+
+
+def _window(model: ir.Model, needs: _Needs, family: str) -> int | None:
+    windows = {b.attention.window for b in _blocks(model)} - {None}
+    needs(len(windows) <= 1, f"{family} has one window size")
+    return next(iter(windows), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export, one function per model type
+
+
+def _export_llama(model, needs):
+    out = _dense_core(model, needs, "llama")
+    for part in (_plain_rms(model, needs, "llama"), _llama_ffn(model, needs, "llama", "mlp_bias"), _attention_bias(model, needs, "llama"), _single_rope(model, needs, "llama")):
+        out.update(part)
+    _no(model, needs, "llama", "window", "softcap", "qk_norm", "scale", "embedding_scale", "nope", "partial")
+    needs(model.d_model % out["num_attention_heads"] == 0, "llama needs d_model divisible by heads")
+    return out
+
+
+def _export_mistral(model, needs):
+    out = _dense_core(model, needs, "mistral")
+    for part in (_plain_rms(model, needs, "mistral"), _llama_ffn(model, needs, "mistral", None), _single_rope(model, needs, "mistral")):
+        out.update(part)
+    needs(_blocks(model)[0].attention.bias == (), "mistral has no attention biases")
+    needs(_same(model, lambda b: b.attention.window), "mistral has the same window in every layer")
+    out["sliding_window"] = _blocks(model)[0].attention.window
+    _no(model, needs, "mistral", "softcap", "qk_norm", "scale", "embedding_scale", "nope", "partial")
+    return out
+
+
+def _export_qwen3(model, needs):
+    out = _dense_core(model, needs, "qwen3")
+    for part in (_plain_rms(model, needs, "qwen3"), _llama_ffn(model, needs, "qwen3", None), _attention_bias(model, needs, "qwen3"), _single_rope(model, needs, "qwen3")):
+        out.update(part)
+    needs(_same(model, lambda b: b.attention.qk_norm) and _blocks(model)[0].attention.qk_norm == "per_head", "qwen3 has per-head QK norm in every layer")
+    window = _window(model, needs, "qwen3")
+    out["use_sliding_window"] = window is not None
+    out["sliding_window"] = window
+    if window is not None:
+        out["layer_types"] = _layer_types(model)
+    _no(model, needs, "qwen3", "softcap", "scale", "embedding_scale", "nope", "partial")
+    return out
+
+
+def _export_olmo2(model, needs):
+    out = _dense_core(model, needs, "olmo2")
+    for part in (_plain_rms(model, needs, "olmo2", weight_fp32=True), _llama_ffn(model, needs, "olmo2", None), _attention_bias(model, needs, "olmo2"), _single_rope(model, needs, "olmo2")):
+        out.update(part)
+    b = _blocks(model)[0]
+    needs(b.norms == "post", "olmo2 places its norms after each sublayer, inside the residual (norms post)")
+    needs(b.attention.qk_norm == "full", "olmo2 has QK norm over the whole projection (qk_norm full)")
+    needs(b.attention.head_dim * b.attention.heads == model.d_model, "olmo2 has head_dim = d_model / heads")
+    del out["head_dim"]
+    _no(model, needs, "olmo2", "window", "softcap", "scale", "embedding_scale", "nope", "partial")
+    return out
+
+
+def _export_gemma3(model, needs):
+    family = "gemma3_text"
+    out = _dense_core(model, needs, family)
+    for part in (_plain_rms(model, needs, family, weight_fp32=True, zero_centered=True), _attention_bias(model, needs, family)):
+        out.update(part)
+    blocks = _blocks(model)
+    b = blocks[0]
+    needs(b.norms == "sandwich", "gemma3_text has sandwich norms")
+    needs(b.attention.qk_norm == "per_head", "gemma3_text has per-head QK norm")
+    needs(isinstance(b.ffn, ir.GeGLU), "gemma3_text has a GeGLU feed-forward")
+    if isinstance(b.ffn, ir.GeGLU):
+        needs(not b.ffn.bias, "gemma3_text has no feed-forward biases")
+        out["intermediate_size"] = b.ffn.hidden
+        out["hidden_activation"] = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu"}[b.ffn.act]
+    scale = model.embedding.scale
+    needs(scale is not None and math.isclose(scale, math.sqrt(model.d_model), rel_tol=1e-12), "gemma3_text scales embeddings by sqrt(d_model)")
+    out["query_pre_attn_scalar"] = b.attention.query_scale**-2
+    if float(out["query_pre_attn_scalar"]).is_integer() or math.isclose(out["query_pre_attn_scalar"], round(out["query_pre_attn_scalar"]), rel_tol=1e-9):
+        out["query_pre_attn_scalar"] = round(out["query_pre_attn_scalar"])
+    window = _window(model, needs, family)
+    types = _layer_types(model)
+    out["layer_types"] = types
+    out["sliding_window"] = window if window is not None else 4096
+    rope = {}
+    for layer_type in ("sliding_attention", "full_attention"):
+        ropes = {repr(model.block(i).rope) for i, t in enumerate(types) if t == layer_type}
+        needs(len(ropes) <= 1, f"gemma3_text has one RoPE configuration per layer type ({layer_type})")
+        found = next((model.block(i).rope for i, t in enumerate(types) if t == layer_type), None)
+        needs(all(model.block(i).rope is not None for i in range(model.n_layers)), "gemma3_text uses RoPE in every layer")
+        if found is not None:
+            rope[layer_type] = _rope_parameters(found)
+    if "sliding_attention" not in rope:
+        rope["sliding_attention"] = rope.get("full_attention", {"rope_type": "default", "rope_theta": 10_000.0})
+    if "full_attention" not in rope:
+        rope["full_attention"] = rope["sliding_attention"]
+    out["rope_parameters"] = rope
+    softcaps = {x.attention.softcap for x in blocks}
+    needs(len(softcaps) == 1, "gemma3_text has one attention softcap")
+    out["attn_logit_softcapping"] = b.attention.softcap
+    out["final_logit_softcapping"] = model.final_softcap
+    _no(model, needs, family, "partial")
+    return out
+
+
+def _export_smollm3(model, needs):
+    out = _dense_core(model, needs, "smollm3")
+    for part in (_plain_rms(model, needs, "smollm3"), _llama_ffn(model, needs, "smollm3", "mlp_bias"), _attention_bias(model, needs, "smollm3"), _single_rope(model, needs, "smollm3")):
+        out.update(part)
+    out["no_rope_layers"] = [int(model.block(i).rope is not None) for i in range(model.n_layers)]
+    window = _window(model, needs, "smollm3")
+    out["use_sliding_window"] = window is not None
+    out["sliding_window"] = window
+    if window is not None:
+        out["layer_types"] = _layer_types(model)
+    _no(model, needs, "smollm3", "softcap", "qk_norm", "scale", "embedding_scale", "partial")
+    return out
+
+
+def _export_gpt2(model, needs):
+    blocks = _blocks(model)
+    b = blocks[0]
+    a, f = b.attention, b.ffn
+    needs(len(model.used_kinds) == 1, "gpt2 has one kind of layer")
+    needs(model.embedding.positions == "learned", "gpt2 has learned position embeddings")
+    needs(model.embedding.tied, "gpt2 ties the output head to the embedding")
+    needs(isinstance(model.norm, ir.LayerNorm) and model.norm.bias and b.norm == model.norm, "gpt2 uses LayerNorm with bias")
+    needs(b.norms == "pre" and model.final_norm, "gpt2 is pre-norm with a final norm")
+    needs(a.kind == "mha" and a.head_dim * a.heads == model.d_model, "gpt2 has multi-head attention with head_dim = d_model / heads")
+    needs(a.bias == ("q", "k", "v", "o"), "gpt2 has biases on q, k, v and o")
+    needs(b.rope is None, "gpt2 has no RoPE")
+    needs(isinstance(f, ir.Mlp) and f.bias, "gpt2 has a two-layer MLP with biases")
+    _no(model, needs, "gpt2", "window", "softcap", "qk_norm", "scale", "embedding_scale")
+    acts = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
+    return {
+        "model_type": "gpt2",
+        "architectures": [ARCHITECTURES["gpt2"]],
+        "vocab_size": model.vocab,
+        "n_positions": model.context,
+        "n_embd": model.d_model,
+        "n_layer": model.n_layers,
+        "n_head": a.heads,
+        "n_inner": getattr(f, "hidden", None),
+        "activation_function": acts.get(getattr(f, "act", "gelu_tanh"), "gelu_new"),
+        "layer_norm_epsilon": getattr(model.norm, "eps", 1e-5),
+        "tie_word_embeddings": True,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        **NO_TOKEN_IDS,
+    }
+
+
+EXPORTERS: dict[str, Callable[[ir.Model, _Needs], dict]] = {
+    "llama": _export_llama,
+    "mistral": _export_mistral,
+    "qwen3": _export_qwen3,
+    "olmo2": _export_olmo2,
+    "gemma3_text": _export_gemma3,
+    "smollm3": _export_smollm3,
+    "gpt2": _export_gpt2,
+}
+
+
+def fit(model: ir.Model, family: str) -> tuple[dict | None, list[str]]:
+    """The config of `model` as `family`, or None and the reasons it does not fit."""
+    needs = _Needs()
+    out = EXPORTERS[family](model, needs)
+    return (None, needs.reasons) if needs.reasons else (out, [])
+
+
+def family_of(model: ir.Model) -> tuple[str | None, dict[str, list[str]]]:
+    """The model type export-hf would write, and why each other type was refused."""
+    order = ([model.hf] if model.hf in EXPORTERS else []) + [f for f in FAMILIES if f != model.hf]
+    refused: dict[str, list[str]] = {}
+    for family in order:
+        config, reasons = fit(model, family)
+        if config is not None:
+            return family, refused
+        refused[family] = reasons
+    return None, refused
+
+
+def export_hf(model: ir.Model) -> dict:
+    """The Hugging Face config.json of the model."""
+    if model.hf is not None and model.hf not in EXPORTERS:
+        raise HFError(f"hf {model.hf}: archdsl cannot export that model type; it exports {', '.join(FAMILIES)}")
+    family, refused = family_of(model)
+    if family is None:
+        lines = [f"no Hugging Face model type can express {model.name}:"]
+        lines += [f"  {f}: " + "; ".join(reasons[:3]) for f, reasons in refused.items()]
+        raise HFError("\n".join(lines))
+    if model.hf is not None and family != model.hf:
+        raise HFError(f"{model.name} asks for hf {model.hf}, which cannot express it: " + "; ".join(refused[model.hf]))
+    config, _ = fit(model, family)
+    return config
+
+
+def checkpoint_layout(model: ir.Model) -> str:
+    """How the model's Hugging Face checkpoints name and lay out tensors."""
+    family, _ = family_of(model)
+    return "gpt2" if family == "gpt2" else "llama"
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+def _rope_from(params: dict | None) -> ir.Rope | None:
+    if not params:
+        return None
+    kind = params.get("rope_type", params.get("type", "default"))
+    theta = float(params.get("rope_theta", 10_000.0))
+    scaling = None
+    if kind == "linear":
+        scaling = ir.LinearScaling(factor=float(params["factor"]))
+    elif kind == "llama3":
+        scaling = ir.Llama3Scaling(
+            factor=float(params["factor"]),
+            low_freq_factor=float(params.get("low_freq_factor", 1.0)),
+            high_freq_factor=float(params.get("high_freq_factor", 4.0)),
+            original_context=int(params["original_max_position_embeddings"]),
+        )
+    elif kind == "yarn":
+        scaling = ir.YarnScaling(
+            factor=float(params["factor"]),
+            original_context=int(params["original_max_position_embeddings"]),
+            beta_fast=float(params.get("beta_fast") or 32.0),
+            beta_slow=float(params.get("beta_slow") or 1.0),
+            mscale=params.get("mscale"),
+            mscale_all_dim=params.get("mscale_all_dim"),
+            attention_factor=params.get("attention_factor"),
+            truncate=bool(params.get("truncate", True)),
+        )
+    elif kind != "default":
+        raise HFError(f"RoPE type '{kind}' is not supported (supported: default, linear, llama3, yarn)")
+    return ir.Rope(theta=theta, scaling=scaling, fraction=float(params.get("partial_rotary_factor", 1.0)))
+
+
+def _rope_params(config: dict, layer_type: str | None = None, legacy_theta_key: str = "rope_theta") -> dict:
+    """RoPE parameters of a config, in either the rope_parameters or the older rope_theta/rope_scaling form."""
+    params = config.get("rope_parameters")
+    if isinstance(params, dict) and params:
+        if layer_type and layer_type in params:
+            params = dict(params[layer_type] or {})
+        elif any(isinstance(v, dict) for v in params.values()):
+            params = dict(next(v for v in params.values() if isinstance(v, dict)))
+        else:
+            params = dict(params)
+        params.setdefault("rope_theta", config.get(legacy_theta_key, config.get("rope_theta", 10_000.0)))
+        return params
+    params = dict(config.get("rope_scaling") or {})
+    params.setdefault("rope_theta", config.get(legacy_theta_key, config.get("rope_theta", 10_000.0)))
+    if "partial_rotary_factor" in config:
+        params.setdefault("partial_rotary_factor", config["partial_rotary_factor"])
+    if params.get("rope_type", params.get("type", "default")) in ("llama3", "yarn"):
+        params.setdefault("original_max_position_embeddings", config.get("max_position_embeddings"))
+    return params
+
+
+def _gqa(heads: int, kv: int, head_dim: int, **extra) -> ir.Attention:
+    kind = "mha" if kv == heads else ("mqa" if kv == 1 else "gqa")
+    return ir.Attention(kind=kind, heads=heads, kv_heads=kv, head_dim=head_dim, query_scale=extra.pop("query_scale", head_dim**-0.5), **extra)
+
+
+def _require(config: dict, *keys: str) -> None:
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise HFError(f"model_type {config.get('model_type')}: the config lacks {', '.join(missing)}")
+
+
+def _pattern(names: list[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
+def _llama_like(config: dict, family: str) -> dict:
+    _require(config, "hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size")
+    d = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    kv = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or d // heads)
+    return dict(d=d, heads=heads, kv=kv, head_dim=head_dim, n=int(config["num_hidden_layers"]))
+
+
+def import_hf(config: dict, name: str | None = None) -> ir.Model:
+    """The IR of a Hugging Face config."""
+    family = config.get("model_type")
+    if family not in IMPORTERS:
+        supported = ", ".join(sorted(IMPORTERS))
+        raise HFError(f"model_type {family!r} is not supported by import-hf (supported: {supported})")
+    try:
+        return IMPORTERS[family](config, name or _default_name(config))
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, HFError):
+            raise
+        raise HFError(f"model_type {family}: cannot read the config ({type(exc).__name__}: {exc})") from None
+
+
+def _default_name(config: dict) -> str:
+    import re
+
+    base = str(config.get("_name_or_path") or config.get("model_type") or "model").split("/")[-1]
+    base = re.sub(r"[^0-9a-zA-Z_]+", "_", base).strip("_").lower() or "model"
+    return base if not base[0].isdigit() else f"m_{base}"
+
+
+def _make(name: str, config: dict, family: str, vocab: int, d_model: int, context: int, norm, kinds: dict, layers, **model_extra) -> ir.Model:
+    return ir.Model(
+        name=name,
+        title=None,
+        hf=family,
+        vocab=vocab,
+        d_model=d_model,
+        context=context,
+        norm=norm,
+        kinds=kinds,
+        layer_kinds=tuple(layers),
+        **model_extra,
+    )
+
+
+def _import_llama(config: dict, name: str, family: str = "llama") -> ir.Model:
+    s = _llama_like(config, family)
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)))
+    bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
+    window = config.get("sliding_window") if family == "mistral" else None
+    attention = _gqa(s["heads"], s["kv"], s["head_dim"], bias=bias, window=window)
+    block = ir.Block(norm=norm, attention=attention, rope=_rope_from(_rope_params(config)), ffn=ir.SwiGLU(hidden=int(config["intermediate_size"]), bias=bool(config.get("mlp_bias", False))))
+    return _make(name, config, family, int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 2048)), norm, {"layer": block}, ["layer"] * s["n"], embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
+
+
+def _import_mistral(config: dict, name: str) -> ir.Model:
+    return _import_llama(config, name, "mistral")
+
+
+def _types(config: dict, n: int, default: str = "full_attention") -> list[str]:
+    types = config.get("layer_types")
+    if types is None:
+        return [default] * n
+    if len(types) != n:
+        raise HFError(f"layer_types has {len(types)} entries for {n} layers")
+    return list(types)
+
+
+_KIND_NAMES = {"sliding_attention": "sliding", "full_attention": "full"}
+
+
+def _import_qwen3(config: dict, name: str) -> ir.Model:
+    s = _llama_like(config, "qwen3")
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)))
+    bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
+    window = config.get("sliding_window") if config.get("use_sliding_window") else None
+    types = _types(config, s["n"])
+    rope = _rope_from(_rope_params(config))
+    ffn = ir.SwiGLU(hidden=int(config["intermediate_size"]))
+    kinds = {}
+    for t in dict.fromkeys(types):
+        w = window if t == "sliding_attention" else None
+        kinds[_KIND_NAMES.get(t, t)] = ir.Block(norm=norm, attention=_gqa(s["heads"], s["kv"], s["head_dim"], bias=bias, qk_norm="per_head", window=w), rope=rope, ffn=ffn)
+    if len(kinds) == 1:
+        kinds = {"layer": next(iter(kinds.values()))}
+        layers = ["layer"] * s["n"]
+    else:
+        layers = [_KIND_NAMES.get(t, t) for t in types]
+    return _make(name, config, "qwen3", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 32768)), norm, kinds, layers, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
+
+
+def _import_olmo2(config: dict, name: str) -> ir.Model:
+    s = _llama_like(config, "olmo2")
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-5)), weight_fp32=True)
+    bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
+    attention = _gqa(s["heads"], s["kv"], s["d"] // s["heads"], bias=bias, qk_norm="full")
+    block = ir.Block(norm=norm, norms="post", attention=attention, rope=_rope_from(_rope_params(config)), ffn=ir.SwiGLU(hidden=int(config["intermediate_size"])))
+    return _make(name, config, "olmo2", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 2048)), norm, {"layer": block}, ["layer"] * s["n"], embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
+
+
+def _import_gemma3(config: dict, name: str) -> ir.Model:
+    if config.get("use_bidirectional_attention"):
+        raise HFError("gemma3_text with use_bidirectional_attention is not supported (archdsl models are causal)")
+    s = _llama_like(config, "gemma3_text")
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)), zero_centered=True, weight_fp32=True)
+    n = s["n"]
+    types = config.get("layer_types") or [
+        "sliding_attention" if (i + 1) % int(config.get("sliding_window_pattern", 6)) else "full_attention" for i in range(n)
+    ]
+    scale = float(config.get("query_pre_attn_scalar", 256)) ** -0.5
+    bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
+    act = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu": "gelu"}.get(config.get("hidden_activation", "gelu_pytorch_tanh"))
+    if act is None:
+        raise HFError(f"gemma3_text hidden_activation {config.get('hidden_activation')!r} is not supported")
+    ffn = ir.GeGLU(hidden=int(config["intermediate_size"]), act=act)
+    kinds = {}
+    for t in dict.fromkeys(types):
+        sliding = t == "sliding_attention"
+        params = _rope_params(config, t, "rope_local_base_freq" if sliding else "rope_theta")
+        if not config.get("rope_parameters"):
+            if sliding:  # the old form scales only the global layers
+                params = {"rope_type": "default", "rope_theta": config.get("rope_local_base_freq", 10_000.0)}
+        attention = _gqa(
+            s["heads"], s["kv"], s["head_dim"], bias=bias, qk_norm="per_head", query_scale=scale,
+            window=int(config.get("sliding_window", 4096)) if sliding else None,
+            softcap=config.get("attn_logit_softcapping"),
+        )
+        kinds["local" if sliding else "global"] = ir.Block(norm=norm, norms="sandwich", attention=attention, rope=_rope_from(params), ffn=ffn)
+    layers = ["local" if t == "sliding_attention" else "global" for t in types]
+    return _make(
+        name, config, "gemma3_text", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 131072)), norm, kinds, layers,
+        embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", True)), scale=math.sqrt(s["d"])),
+        final_softcap=config.get("final_logit_softcapping"),
+    )
+
+
+def _import_smollm3(config: dict, name: str) -> ir.Model:
+    s = _llama_like(config, "smollm3")
+    n = s["n"]
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)))
+    bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
+    uses_rope = config.get("no_rope_layers") or [int((i + 1) % int(config.get("no_rope_layer_interval", 4)) != 0) for i in range(n)]
+    window = config.get("sliding_window") if config.get("use_sliding_window") else None
+    types = _types(config, n)
+    rope = _rope_from(_rope_params(config))
+    ffn = ir.SwiGLU(hidden=int(config["intermediate_size"]), bias=bool(config.get("mlp_bias", False)))
+    kinds: dict[str, ir.Block] = {}
+    layers = []
+    for i in range(n):
+        sliding = window is not None and types[i] == "sliding_attention"
+        kind = ("rope" if uses_rope[i] else "nope") + ("_sliding" if sliding else "")
+        layers.append(kind)
+        if kind not in kinds:
+            attention = _gqa(s["heads"], s["kv"], s["head_dim"], bias=bias, window=window if sliding else None)
+            kinds[kind] = ir.Block(norm=norm, attention=attention, rope=rope if uses_rope[i] else None, ffn=ffn)
+    return _make(name, config, "smollm3", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 32768)), norm, kinds, layers, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", True))))
+
+
+def _import_gpt2(config: dict, name: str) -> ir.Model:
+    d = int(config.get("n_embd", 768))
+    heads = int(config.get("n_head", 12))
+    n = int(config.get("n_layer", 12))
+    act = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu", "silu": "silu", "swish": "silu"}.get(config.get("activation_function", "gelu_new"))
+    if act is None:
+        raise HFError(f"gpt2 activation_function {config.get('activation_function')!r} is not supported")
+    if config.get("scale_attn_by_inverse_layer_idx") or config.get("reorder_and_upcast_attn") or config.get("scale_attn_weights") is False:
+        raise HFError("gpt2 with scale_attn_by_inverse_layer_idx, reorder_and_upcast_attn or without scale_attn_weights is not supported")
+    norm = ir.LayerNorm(eps=float(config.get("layer_norm_epsilon", 1e-5)))
+    block = ir.Block(
+        norm=norm,
+        attention=_gqa(heads, heads, d // heads, bias=("q", "k", "v", "o")),
+        rope=None,
+        ffn=ir.Mlp(hidden=int(config.get("n_inner") or 4 * d), act=act, bias=True),
+    )
+    return _make(name, config, "gpt2", int(config.get("vocab_size", 50257)), d, int(config.get("n_positions", 1024)), norm, {"layer": block}, ["layer"] * n, embedding=ir.Embedding(tied=True, positions="learned"))
+
+
+IMPORTERS: dict[str, Callable[[dict, str], ir.Model]] = {
+    "llama": _import_llama,
+    "mistral": _import_mistral,
+    "qwen3": _import_qwen3,
+    "olmo2": _import_olmo2,
+    "gemma3_text": _import_gemma3,
+    "smollm3": _import_smollm3,
+    "gpt2": _import_gpt2,
+}

@@ -1,0 +1,171 @@
+"""Resolved IR → `.arch` text that parses back to the same IR.
+
+Settings equal to their default are left out, and so are defaults derived from other sizes
+(head_dim = d_model / heads, kv_heads of mha and mqa, query_scale = head_dim ** -0.5). The
+first block kind is written in full; the others extend it and write only what differs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import ir
+from .resolve import settable_fields
+
+
+def number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:_}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e16:
+            return number(int(value))
+        return repr(value)
+    raise TypeError(value)
+
+
+def _scalar(key: str, value: Any, owner: BaseModel | None = None) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return " ".join(value) if value else "none"
+    if isinstance(value, str):
+        return value
+    if key == "query_scale" and isinstance(value, float):
+        inverse_square = value**-2
+        if abs(inverse_square - round(inverse_square)) < 1e-6 and round(inverse_square) ** -0.5 == value:
+            return f"{round(inverse_square)} ** -0.5"
+    return number(value)
+
+
+def _derived_default(owner: BaseModel, key: str, value: Any, d_model: int) -> bool:
+    """True when `value` is what the field would be if it were not written."""
+    if isinstance(owner, ir.Attention):
+        if key == "kv_heads" and owner.kind in ("mha", "mqa"):
+            return True
+        if key == "head_dim" and d_model % owner.heads == 0 and value == d_model // owner.heads:
+            return True
+        if key == "query_scale" and math.isclose(value, owner.head_dim**-0.5, rel_tol=0, abs_tol=0):
+            return True
+    return False
+
+
+def _items(obj: BaseModel, d_model: int, base: BaseModel | None = None) -> list[tuple[str, str]]:
+    """(key, text) for each setting of obj that must be written (differs from default or from `base`)."""
+    out = []
+    for key, field in settable_fields(type(obj)).items():
+        value = getattr(obj, key)
+        if base is not None and type(base) is type(obj) and getattr(base, key) == value:
+            continue
+        if base is None or type(base) is not type(obj):
+            if not field.is_required() and value == field.default:
+                continue
+            if _derived_default(obj, key, value, d_model):
+                continue
+        if isinstance(value, BaseModel):
+            out.append((key, _compound(value, d_model, getattr(base, key, None) if base is not None else None)))
+        elif value is True and field.annotation is bool:
+            out.append((key, ""))
+        else:
+            out.append((key, _scalar(key, value, obj)))
+    return out
+
+
+def _compound(obj: BaseModel, d_model: int, base: BaseModel | None = None) -> str:
+    kind = getattr(obj, "kind", None)
+    same_kind = base is not None and getattr(base, "kind", None) == kind and type(base) is type(obj)
+    items = _items(obj, d_model, base if same_kind else None)
+    args = ", ".join(k if text == "" else f"{k}={text}" for k, text in items)
+    if kind is not None and not same_kind:
+        return f"{kind}({args})" if args else kind
+    return f"{{ {'; '.join(k if t == '' else f'{k} {t}' for k, t in items)} }}" if items else "{ }"
+
+
+def _setting(key: str, value: Any, d_model: int, base: Any = None) -> str | None:
+    if isinstance(value, BaseModel):
+        if key == "rope" and getattr(value, "kind", None) is None and base is None:
+            items = _items(value, d_model)
+            return f"rope {' '.join(k if t == '' else f'{k}={t}' for k, t in items)}".rstrip() if items else "rope theta=10_000"
+        return f"{key} {_compound(value, d_model, base)}"
+    if value is True:
+        return key
+    return f"{key} {_scalar(key, value)}"
+
+
+def pattern(kinds: tuple[str, ...]) -> str:
+    """The layer pattern: `N x kind, ...` runs, or `N of (...)` for a repeated period."""
+
+    def runs(seq) -> list[str]:
+        out: list[list] = []
+        for k in seq:
+            if out and out[-1][0] == k:
+                out[-1][1] += 1
+            else:
+                out.append([k, 1])
+        return [f"{n} x {k}" if n > 1 else k for k, n in out]
+
+    n = len(kinds)
+    best = ", ".join(runs(kinds))
+    for period in range(2, n // 2 + 1):
+        if all(kinds[i] == kinds[i % period] for i in range(n)):
+            candidate = f"{n} of ({', '.join(runs(kinds[:period]))})"
+            if len(candidate) < len(best):
+                best = candidate
+            break
+    return best
+
+
+def to_spec(model: ir.Model, comment: str | None = None) -> str:
+    lines = []
+    if comment:
+        lines += [f"# {line}" for line in comment.splitlines()]
+    title = f' "{model.title}"' if model.title else ""
+    lines.append(f"model {model.name}{title} {{")
+    for key in ("hf", "vocab", "d_model", "context"):
+        value = getattr(model, key)
+        if value is not None:
+            lines.append(f"  {key} {value if isinstance(value, str) else number(value)}")
+    emb = _items(model.embedding, model.d_model)
+    if emb:
+        texts = []
+        for k, t in emb:
+            if k == "scale" and math.isclose(model.embedding.scale, math.sqrt(model.d_model), rel_tol=1e-15) and math.sqrt(model.d_model) == model.embedding.scale:
+                t = "sqrt(d_model)"
+            texts.append(k if t == "" else f"{k}={t}")
+        lines.append("  embedding " + " ".join(texts))
+    lines.append(f"  {_setting('norm', model.norm, model.d_model)}")
+    if not model.final_norm:
+        lines.append("  final_norm false")
+    if model.final_softcap is not None:
+        lines.append(f"  final_softcap {number(model.final_softcap)}")
+    first_name = model.used_kinds[0]
+    first = model.kinds[first_name]
+    for name in model.used_kinds:
+        block = model.kinds[name]
+        base = None if name == first_name else first
+        header = f"block {name}" + (f" extends {first_name}" if base is not None else "")
+        body = []
+        for key in settable_fields(ir.Block):
+            value = getattr(block, key)
+            if key == "norm" and value == model.norm and base is None:
+                continue
+            if base is not None and getattr(base, key) == value:
+                continue
+            if base is None and key == "norms" and value == "pre":
+                continue
+            if value is None:
+                if base is not None:
+                    body.append(f"{key} none")
+                continue
+            body.append(_setting(key, value, model.d_model, getattr(base, key) if base is not None else None))
+        lines.append("")
+        lines.append(f"  {header} {{")
+        lines += [f"    {line}" for line in body]
+        lines.append("  }")
+    lines.append(f"  layers {pattern(model.layer_kinds)}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

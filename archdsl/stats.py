@@ -1,0 +1,180 @@
+"""Exact statistics from the resolved IR alone (no torch): parameters, KV cache, FLOPs.
+
+One formula per IR type. The generated model's `sum(p.numel())` equals `total_params` for
+every spec (tests check it), so these formulas are also a description of the generated code.
+
+Definitions
+- total_params: every parameter, tied matrices counted once.
+- active_params: parameters one token's forward pass uses (equal to total for dense models).
+- embedding_params: the token embedding matrix (learned positions are counted separately).
+- kv_cache_bytes_per_token: bytes one more token adds to the cache, summed over layers
+  (each layer stores a key and a value of kv_heads · head_dim features).
+- kv_cache_bytes: the cache at `context` tokens; a sliding-window layer keeps at most `window`.
+- flops_per_token: forward FLOPs of one token that attends to `context` tokens (a decode step):
+  2 · (active matmul parameters, the output head included) + per layer
+  4 · heads · head_dim · visible tokens (scores q·k and the weighted sum of values),
+  where visible = min(context, window) on sliding-window layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from . import ir
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+
+
+# ---- one formula per IR type ---------------------------------------------------------------
+
+
+def norm_params(norm: ir.RMSNorm | ir.LayerNorm, dim: int) -> int:
+    if isinstance(norm, ir.LayerNorm) and norm.bias:
+        return 2 * dim
+    return dim
+
+
+def attention_params(att: ir.Attention, d_model: int, norm) -> int:
+    q_out = att.heads * att.head_dim
+    kv_out = att.kv_heads * att.head_dim
+    n = d_model * q_out + 2 * d_model * kv_out + q_out * d_model
+    n += sum({"q": q_out, "k": kv_out, "v": kv_out, "o": d_model}[p] for p in att.bias)
+    if att.qk_norm == "per_head":
+        n += 2 * norm_params(norm, att.head_dim)
+    elif att.qk_norm == "full":
+        n += norm_params(norm, q_out) + norm_params(norm, kv_out)
+    return n
+
+
+def attention_matmul_params(att: ir.Attention, d_model: int) -> int:
+    """Weights of the projections (what a token multiplies by)."""
+    return d_model * att.head_dim * (2 * att.heads + 2 * att.kv_heads)
+
+
+def ffn_params(ffn: ir.Mlp | ir.SwiGLU | ir.GeGLU, d_model: int) -> int:
+    if isinstance(ffn, ir.Mlp):
+        return 2 * d_model * ffn.hidden + ((ffn.hidden + d_model) if ffn.bias else 0)
+    return 3 * d_model * ffn.hidden + ((2 * ffn.hidden + d_model) if ffn.bias else 0)
+
+
+def ffn_matmul_params(ffn, d_model: int) -> int:
+    return (2 if isinstance(ffn, ir.Mlp) else 3) * d_model * ffn.hidden
+
+
+NORMS_PER_BLOCK = {"pre": 2, "post": 2, "sandwich": 4, "post_residual": 2}
+
+
+def block_norm_params(block: ir.Block, d_model: int) -> int:
+    return NORMS_PER_BLOCK[block.norms] * norm_params(block.norm, d_model)
+
+
+def kv_features(att: ir.Attention) -> int:
+    """Features one token stores per layer (key and value)."""
+    return 2 * att.kv_heads * att.head_dim
+
+
+# ---- the whole model -------------------------------------------------------------------------
+
+
+@dataclass
+class LayerStats:
+    layer: int
+    kind: str
+    attention: int
+    ffn: int
+    norms: int
+    total: int
+    active: int
+
+
+@dataclass
+class Stats:
+    total_params: int
+    active_params: int
+    embedding_params: int
+    position_params: int
+    head_params: int
+    final_norm_params: int
+    per_layer: list[LayerStats]
+    kv_cache_bytes_per_token: int
+    kv_cache_bytes: int
+    flops_per_token: int
+    context: int
+    dtype: str
+    components: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def layer_stats(model: ir.Model, layer: int) -> LayerStats:
+    block = model.block(layer)
+    att = attention_params(block.attention, model.d_model, block.norm)
+    ffn = ffn_params(block.ffn, model.d_model)
+    norms = block_norm_params(block, model.d_model)
+    total = att + ffn + norms
+    return LayerStats(layer, model.layer_kinds[layer], att, ffn, norms, total, total)
+
+
+def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") -> Stats:
+    context = model.context if context is None else context
+    per_kind = {}
+    for kind in model.used_kinds:
+        first = model.layer_kinds.index(kind)
+        per_kind[kind] = layer_stats(model, first)
+    per_layer = []
+    for i, kind in enumerate(model.layer_kinds):
+        s = per_kind[kind]
+        per_layer.append(LayerStats(i, kind, s.attention, s.ffn, s.norms, s.total, s.active))
+
+    embedding = model.vocab * model.d_model
+    positions = model.context * model.d_model if model.embedding.positions == "learned" else 0
+    head = 0 if model.embedding.tied else model.vocab * model.d_model
+    final_norm = norm_params(model.norm, model.d_model) if model.final_norm else 0
+    layers_total = sum(_count_kind(model, kind) * per_kind[kind].total for kind in per_kind)
+    layers_active = sum(_count_kind(model, kind) * per_kind[kind].active for kind in per_kind)
+    total = embedding + positions + head + final_norm + layers_total
+    active = embedding + positions + head + final_norm + layers_active
+
+    components = {
+        "embedding": embedding,
+        "positions": positions,
+        "attention": sum(_count_kind(model, k) * per_kind[k].attention for k in per_kind),
+        "ffn": sum(_count_kind(model, k) * per_kind[k].ffn for k in per_kind),
+        "norms": sum(_count_kind(model, k) * per_kind[k].norms for k in per_kind) + final_norm,
+        "head": head,
+    }
+
+    bytes_per = DTYPE_BYTES[dtype]
+    kv_per_token = 0
+    kv_total = 0
+    flops = 2 * model.vocab * model.d_model  # the output head
+    for kind in per_kind:
+        block = model.kinds[kind]
+        n = _count_kind(model, kind)
+        att = block.attention
+        per_token = kv_features(att) * bytes_per
+        visible = context if att.window is None else min(context, att.window)
+        kv_per_token += n * per_token
+        kv_total += n * per_token * visible
+        matmul = attention_matmul_params(att, model.d_model) + ffn_matmul_params(block.ffn, model.d_model)
+        flops += n * (2 * matmul + 4 * att.heads * att.head_dim * visible)
+    return Stats(
+        total_params=total,
+        active_params=active,
+        embedding_params=embedding,
+        position_params=positions,
+        head_params=head,
+        final_norm_params=final_norm,
+        per_layer=per_layer,
+        kv_cache_bytes_per_token=kv_per_token,
+        kv_cache_bytes=kv_total,
+        flops_per_token=flops,
+        context=context,
+        dtype=dtype,
+        components=components,
+    )
+
+
+def _count_kind(model: ir.Model, kind: str) -> int:
+    return model.layer_kinds.count(kind)

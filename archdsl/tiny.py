@@ -1,0 +1,107 @@
+"""A structurally identical small model (`--tiny`): same block kinds, pattern, features and ratios.
+
+Rules (DESIGN): every block kind and the pattern's period are kept (at most two periods, at
+least one of every kind); d_model becomes 64 and heads 16 features wide, keeping the q:kv
+ratio (d_model is heads × 16 instead when the model has head_dim = d_model / heads); FFN
+widths keep their ratio to d_model; windows become at most 8 tokens; the
+vocabulary at most 256; the context at most 256. Values that follow a rule in the full model
+keep following it (an embedding scale of sqrt(d_model), a query scale of head_dim ** -0.5);
+other constants (RoPE theta and scaling, eps, softcaps, explicit query scales) are kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import ir
+
+D_MODEL = 64
+HEAD_DIM = 16
+MAX_WINDOW = 8
+MAX_VOCAB = 256
+MAX_CONTEXT = 256
+
+
+def tiny_layers(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The layer pattern, cut to at most two periods; without a period, every run cut to two layers."""
+    n = len(kinds)
+    for period in range(1, n // 2 + 1):
+        if all(kinds[i] == kinds[i % period] for i in range(n)):
+            keep = min(n, 2 * period if period <= 4 else period)
+            return kinds[:keep]
+    out: list[str] = []
+    run = 0
+    for i, k in enumerate(kinds):
+        run = run + 1 if i and kinds[i - 1] == k else 1
+        if run <= 2:
+            out.append(k)
+    return tuple(out)
+
+
+def _width(full: int, full_d_model: int, d_model: int) -> int:
+    """A width with the same ratio to d_model, rounded to a multiple of 8 (at least 16)."""
+    return max(16, round(full / full_d_model * d_model / 8) * 8)
+
+
+def _heads(a: ir.Attention) -> tuple[int, int]:
+    if a.kind == "mha":
+        return 4, 4
+    if a.kind == "mqa":
+        return min(a.heads, 4), 1
+    kv = 2 if a.kv_heads >= 2 else 1
+    return kv * a.groups, kv
+
+
+def tiny_d_model(model: ir.Model) -> int:
+    """64, or heads × 16 when the model ties head_dim to d_model / heads (so that it still does)."""
+    for kind in model.used_kinds:
+        a = model.kinds[kind].attention
+        if a.heads * a.head_dim == model.d_model:
+            return _heads(a)[0] * HEAD_DIM
+    return D_MODEL
+
+
+def _attention(a: ir.Attention) -> ir.Attention:
+    heads, kv = _heads(a)
+    default_scale = math.isclose(a.query_scale, a.head_dim**-0.5, rel_tol=1e-12)
+    return a.model_copy(
+        update={
+            "heads": heads,
+            "kv_heads": kv,
+            "head_dim": HEAD_DIM,
+            "window": None if a.window is None else min(a.window, MAX_WINDOW),
+            "query_scale": HEAD_DIM**-0.5 if default_scale else a.query_scale,
+        }
+    )
+
+
+def _ffn(f, full_d_model: int, d_model: int):
+    return f.model_copy(update={"hidden": _width(f.hidden, full_d_model, d_model)})
+
+
+def _block(b: ir.Block, full_d_model: int, d_model: int) -> ir.Block:
+    return b.model_copy(update={"attention": _attention(b.attention), "ffn": _ffn(b.ffn, full_d_model, d_model)})
+
+
+def tiny(model: ir.Model) -> ir.Model:
+    """The small twin of `model`: the same code, small sizes."""
+    layers = tiny_layers(model.layer_kinds)
+    d_model = tiny_d_model(model)
+    kinds = {k: _block(model.kinds[k], model.d_model, d_model) for k in dict.fromkeys(layers)}
+    embedding = model.embedding
+    if embedding.scale is not None and math.isclose(embedding.scale, math.sqrt(model.d_model), rel_tol=1e-12):
+        embedding = embedding.model_copy(update={"scale": math.sqrt(d_model)})
+    title = f"{model.title or model.name} (tiny)"
+    small = model.model_copy(
+        update={
+            "title": title,
+            "vocab": min(model.vocab, MAX_VOCAB),
+            "d_model": d_model,
+            "context": min(model.context, MAX_CONTEXT),
+            "embedding": embedding,
+            "kinds": kinds,
+            "layer_kinds": layers,
+        }
+    )
+    # Re-validate: the shrunk model must be a valid model in its own right.
+    return ir.Model.model_validate(small.model_dump())
