@@ -20,11 +20,12 @@ ARCHITECTURES = {
     "mistral": "MistralForCausalLM",
     "qwen3": "Qwen3ForCausalLM",
     "olmo2": "Olmo2ForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
     "gemma3_text": "Gemma3ForCausalLM",
     "smollm3": "SmolLM3ForCausalLM",
 }
 # Preference order when a model fits several types.
-FAMILIES = ("llama", "mistral", "qwen3", "olmo2", "gemma3_text", "smollm3", "gpt2")
+FAMILIES = ("llama", "mistral", "qwen3", "olmo2", "gemma3_text", "gemma2", "smollm3", "gpt2")
 
 
 # Special token ids belong to the tokenizer, not the architecture: exports leave them unset
@@ -231,52 +232,69 @@ def _export_olmo2(model, needs):
     return out
 
 
-def _export_gemma3(model, needs):
-    family = "gemma3_text"
+def _export_gemma(model, needs, family: str):
+    """Gemma 2 and 3: sandwich norms, (1 + w) RMSNorm, GeGLU, sqrt(d_model) embedding scale,
+    query_pre_attn_scalar, sliding and full layers. Gemma 3 adds per-head QK norm and a RoPE per
+    layer type; Gemma 2 has attention softcapping (Gemma 3's config keeps the key, its model ignores it)."""
+    gemma3 = family == "gemma3_text"
     out = _dense_core(model, needs, family)
     for part in (_plain_rms(model, needs, family, weight_fp32=True, zero_centered=True), _attention_bias(model, needs, family)):
         out.update(part)
     blocks = _blocks(model)
     b = blocks[0]
-    needs(b.norms == "sandwich", "gemma3_text has sandwich norms")
-    needs(b.attention.qk_norm == "per_head", "gemma3_text has per-head QK norm")
-    needs(isinstance(b.ffn, ir.GeGLU), "gemma3_text has a GeGLU feed-forward")
+    needs(b.norms == "sandwich", f"{family} has sandwich norms")
+    if gemma3:
+        needs(b.attention.qk_norm == "per_head", "gemma3_text has per-head QK norm")
+        needs(b.attention.softcap is None, "gemma3_text has no attention softcapping (its config key is ignored)")
+    else:
+        _no(model, needs, family, "qk_norm")
+    needs(isinstance(b.ffn, ir.GeGLU), f"{family} has a GeGLU feed-forward")
     if isinstance(b.ffn, ir.GeGLU):
-        needs(not b.ffn.bias, "gemma3_text has no feed-forward biases")
+        needs(not b.ffn.bias, f"{family} has no feed-forward biases")
         out["intermediate_size"] = b.ffn.hidden
         out["hidden_activation"] = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu"}[b.ffn.act]
     scale = model.embedding.scale
-    needs(scale is not None and math.isclose(scale, math.sqrt(model.d_model), rel_tol=1e-12), "gemma3_text scales embeddings by sqrt(d_model)")
-    out["query_pre_attn_scalar"] = b.attention.query_scale**-2
-    if float(out["query_pre_attn_scalar"]).is_integer() or math.isclose(out["query_pre_attn_scalar"], round(out["query_pre_attn_scalar"]), rel_tol=1e-9):
-        out["query_pre_attn_scalar"] = round(out["query_pre_attn_scalar"])
+    needs(scale is not None and math.isclose(scale, math.sqrt(model.d_model), rel_tol=1e-12), f"{family} scales embeddings by sqrt(d_model)")
+    scalar = b.attention.query_scale**-2
+    out["query_pre_attn_scalar"] = round(scalar) if math.isclose(scalar, round(scalar), rel_tol=1e-9) else scalar
     window = _window(model, needs, family)
     types = _layer_types(model)
     out["layer_types"] = types
     out["sliding_window"] = window if window is not None else 4096
-    rope = {}
-    for layer_type in ("sliding_attention", "full_attention"):
-        ropes = {repr(model.block(i).rope) for i, t in enumerate(types) if t == layer_type}
-        needs(len(ropes) <= 1, f"gemma3_text has one RoPE configuration per layer type ({layer_type})")
-        found = next((model.block(i).rope for i, t in enumerate(types) if t == layer_type), None)
-        needs(all(model.block(i).rope is not None for i in range(model.n_layers)), "gemma3_text uses RoPE in every layer")
-        if found is not None:
-            rope[layer_type] = _rope_parameters(found)
-    if "sliding_attention" not in rope:
-        rope["sliding_attention"] = rope.get("full_attention", {"rope_type": "default", "rope_theta": 10_000.0})
-    if "full_attention" not in rope:
-        rope["full_attention"] = rope["sliding_attention"]
-    out["rope_parameters"] = rope
+    needs(all(model.block(i).rope is not None for i in range(model.n_layers)), f"{family} uses RoPE in every layer")
+    if gemma3:
+        rope = {}
+        for layer_type in ("sliding_attention", "full_attention"):
+            ropes = {repr(model.block(i).rope) for i, t in enumerate(types) if t == layer_type}
+            needs(len(ropes) <= 1, f"gemma3_text has one RoPE configuration per layer type ({layer_type})")
+            found = next((model.block(i).rope for i, t in enumerate(types) if t == layer_type), None)
+            if found is not None:
+                rope[layer_type] = _rope_parameters(found)
+        rope.setdefault("sliding_attention", rope.get("full_attention"))
+        rope.setdefault("full_attention", rope["sliding_attention"])
+        out["rope_parameters"] = rope
+    else:
+        out.update(_single_rope(model, needs, family))
     softcaps = {x.attention.softcap for x in blocks}
-    needs(len(softcaps) == 1, "gemma3_text has one attention softcap")
+    needs(len(softcaps) == 1, f"{family} has one attention softcap")
     out["attn_logit_softcapping"] = b.attention.softcap
     out["final_logit_softcapping"] = model.final_softcap
     _no(model, needs, family, "partial")
     return out
 
 
+def _export_gemma2(model, needs):
+    return _export_gemma(model, needs, "gemma2")
+
+
+def _export_gemma3(model, needs):
+    return _export_gemma(model, needs, "gemma3_text")
+
+
 def _export_smollm3(model, needs):
     out = _dense_core(model, needs, "smollm3")
+    if out["head_dim"] * out["num_attention_heads"] == model.d_model:
+        del out["head_dim"]  # SmolLM3Config has no head_dim; the model falls back to d_model / heads
     for part in (_plain_rms(model, needs, "smollm3"), _llama_ffn(model, needs, "smollm3", "mlp_bias"), _attention_bias(model, needs, "smollm3"), _single_rope(model, needs, "smollm3")):
         out.update(part)
     out["no_rope_layers"] = [int(model.block(i).rope is not None) for i in range(model.n_layers)]
@@ -312,7 +330,7 @@ def _export_gpt2(model, needs):
         "n_embd": model.d_model,
         "n_layer": model.n_layers,
         "n_head": a.heads,
-        "n_inner": getattr(f, "hidden", None),
+        "n_inner": None if getattr(f, "hidden", None) == 4 * model.d_model else getattr(f, "hidden", None),
         "activation_function": acts.get(getattr(f, "act", "gelu_tanh"), "gelu_new"),
         "layer_norm_epsilon": getattr(model.norm, "eps", 1e-5),
         "tie_word_embeddings": True,
@@ -329,6 +347,7 @@ EXPORTERS: dict[str, Callable[[ir.Model, _Needs], dict]] = {
     "qwen3": _export_qwen3,
     "olmo2": _export_olmo2,
     "gemma3_text": _export_gemma3,
+    "gemma2": _export_gemma2,
     "smollm3": _export_smollm3,
     "gpt2": _export_gpt2,
 }
@@ -546,15 +565,15 @@ def _import_olmo2(config: dict, name: str) -> ir.Model:
     return _make(name, config, "olmo2", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 2048)), norm, {"layer": block}, ["layer"] * s["n"], embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
 
 
-def _import_gemma3(config: dict, name: str) -> ir.Model:
+def _import_gemma(config: dict, name: str, family: str) -> ir.Model:
+    gemma3 = family == "gemma3_text"
     if config.get("use_bidirectional_attention"):
-        raise HFError("gemma3_text with use_bidirectional_attention is not supported (archdsl models are causal)")
-    s = _llama_like(config, "gemma3_text")
+        raise HFError(f"{family} with use_bidirectional_attention is not supported (archdsl models are causal)")
+    s = _llama_like(config, family)
     norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)), zero_centered=True, weight_fp32=True)
     n = s["n"]
-    types = config.get("layer_types") or [
-        "sliding_attention" if (i + 1) % int(config.get("sliding_window_pattern", 6)) else "full_attention" for i in range(n)
-    ]
+    period = int(config.get("sliding_window_pattern", 6)) if gemma3 else 2
+    types = config.get("layer_types") or ["sliding_attention" if (i + 1) % period else "full_attention" for i in range(n)]
     scale = float(config.get("query_pre_attn_scalar", 256)) ** -0.5
     bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
     act = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu": "gelu"}.get(config.get("hidden_activation", "gelu_pytorch_tanh"))
@@ -562,24 +581,35 @@ def _import_gemma3(config: dict, name: str) -> ir.Model:
         raise HFError(f"gemma3_text hidden_activation {config.get('hidden_activation')!r} is not supported")
     ffn = ir.GeGLU(hidden=int(config["intermediate_size"]), act=act)
     kinds = {}
+    softcap = None if gemma3 else config.get("attn_logit_softcapping", 50.0)  # Gemma 3's model ignores the key
     for t in dict.fromkeys(types):
         sliding = t == "sliding_attention"
-        params = _rope_params(config, t, "rope_local_base_freq" if sliding else "rope_theta")
-        if not config.get("rope_parameters"):
-            if sliding:  # the old form scales only the global layers
+        if gemma3:
+            params = _rope_params(config, t, "rope_local_base_freq" if sliding else "rope_theta")
+            if not config.get("rope_parameters") and sliding:  # the old form scales only the global layers
                 params = {"rope_type": "default", "rope_theta": config.get("rope_local_base_freq", 10_000.0)}
+        else:
+            params = _rope_params(config)
         attention = _gqa(
-            s["heads"], s["kv"], s["head_dim"], bias=bias, qk_norm="per_head", query_scale=scale,
+            s["heads"], s["kv"], s["head_dim"], bias=bias, qk_norm="per_head" if gemma3 else "none", query_scale=scale,
             window=int(config.get("sliding_window", 4096)) if sliding else None,
-            softcap=config.get("attn_logit_softcapping"),
+            softcap=softcap,
         )
         kinds["local" if sliding else "global"] = ir.Block(norm=norm, norms="sandwich", attention=attention, rope=_rope_from(params), ffn=ffn)
     layers = ["local" if t == "sliding_attention" else "global" for t in types]
     return _make(
-        name, config, "gemma3_text", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 131072)), norm, kinds, layers,
+        name, config, family, int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 131072 if gemma3 else 8192)), norm, kinds, layers,
         embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", True)), scale=math.sqrt(s["d"])),
-        final_softcap=config.get("final_logit_softcapping"),
+        final_softcap=config.get("final_logit_softcapping", None if gemma3 else 30.0),
     )
+
+
+def _import_gemma2(config: dict, name: str) -> ir.Model:
+    return _import_gemma(config, name, "gemma2")
+
+
+def _import_gemma3(config: dict, name: str) -> ir.Model:
+    return _import_gemma(config, name, "gemma3_text")
 
 
 def _import_smollm3(config: dict, name: str) -> ir.Model:
@@ -629,6 +659,7 @@ IMPORTERS: dict[str, Callable[[dict, str], ir.Model]] = {
     "qwen3": _import_qwen3,
     "olmo2": _import_olmo2,
     "gemma3_text": _import_gemma3,
+    "gemma2": _import_gemma2,
     "smollm3": _import_smollm3,
     "gpt2": _import_gpt2,
 }

@@ -165,7 +165,7 @@ class Llama3Scaling(IR):
 
     def check(self, ctx, at):
         if self.high_freq_factor <= self.low_freq_factor:
-            raise error(at("high_freq_factor"), f"high_freq_factor {self.high_freq_factor} must be larger than low_freq_factor {self.low_freq_factor}")
+            raise error(at("high_freq_factor"), f"high_freq_factor {self.high_freq_factor:g} must be larger than low_freq_factor {self.low_freq_factor:g}")
 
 
 class YarnScaling(IR):
@@ -257,7 +257,7 @@ Ffn = Annotated[Union[Mlp, SwiGLU, GeGLU], Field(discriminator="kind")]
 class Block(IR):
     """One transformer layer. A `block` kind; settings written at model level are defaults for every kind."""
 
-    norm: Norm = setting(..., "the norm used inside the block (and for QK norm)")
+    norm: Norm = setting(..., "the norm used inside the block (and for QK norm)", default_doc="the model's `norm`")
     norms: Literal["pre", "post", "sandwich", "post_residual"] = setting(
         "pre",
         "where the norms sit: pre `x + f(norm(x))` (Llama); post `x + norm(f(x))` (OLMo 2); sandwich "
@@ -324,9 +324,11 @@ class Model(IR):
         return len(self.layer_kinds)
 
     def check(self, ctx, at):
-        rms = {(n.zero_centered, n.weight_fp32) for n in [self.norm, *(b.norm for b in self.kinds.values())] if n.kind == "rms"}
-        if len(rms) > 1:
-            raise error(at("norm"), "every RMSNorm of a model must agree on zero_centered and weight_fp32", "set them on the model-level norm only")
+        norms = [("norm", self.norm)] + [(f"{kind}.norm", b.norm) for kind, b in self.kinds.items()]
+        variants = [(where, (n.zero_centered, n.weight_fp32)) for where, n in norms if n.kind == "rms"]
+        for where, variant in variants[1:]:
+            if variant != variants[0][1]:
+                raise error(at(where), "every RMSNorm of a model must agree on zero_centered and weight_fp32", "set them on the model-level norm only")
 
     def block(self, layer: int) -> Block:
         return self.kinds[self.layer_kinds[layer]]

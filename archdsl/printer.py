@@ -78,11 +78,14 @@ def _items(obj: BaseModel, d_model: int, base: BaseModel | None = None) -> list[
 def _compound(obj: BaseModel, d_model: int, base: BaseModel | None = None) -> str:
     kind = getattr(obj, "kind", None)
     same_kind = base is not None and getattr(base, "kind", None) == kind and type(base) is type(obj)
-    items = _items(obj, d_model, base if same_kind else None)
-    args = ", ".join(k if text == "" else f"{k}={text}" for k, text in items)
+    items = [(k, "" if k == "bias" and isinstance(getattr(obj, k), tuple) and t == "q k v o" else t) for k, t in _items(obj, d_model, base if same_kind else None)]
+    body = f"{{ {'; '.join(k if t == '' else f'{k} {t}' for k, t in items)} }}" if items else "{ }"
     if kind is not None and not same_kind:
+        if any(" " in t and not t.endswith("** -0.5") and "(" not in t for _, t in items):
+            return f"{kind} {body}"  # a list of words is written in block form
+        args = ", ".join(k if text == "" else f"{k}={text}" for k, text in items)
         return f"{kind}({args})" if args else kind
-    return f"{{ {'; '.join(k if t == '' else f'{k} {t}' for k, t in items)} }}" if items else "{ }"
+    return body
 
 
 def _setting(key: str, value: Any, d_model: int, base: Any = None) -> str | None:

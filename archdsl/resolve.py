@@ -50,6 +50,11 @@ class _Failed(Exception):
     """A part failed; its errors are already collected."""
 
 
+class _Cycle(Exception):
+    def __init__(self, err: SpecError, members: frozenset):
+        self.err, self.members = err, members
+
+
 def load(path: str | Path, display: str | None = None) -> ir.Model:
     """Read, parse, resolve and validate one spec file."""
     display = display or str(path)
@@ -322,10 +327,8 @@ class _Builder:
         flag = (field.json_schema_extra or {}).get("flag")
         if shape.optional and len(args) == 1 and isinstance(args[0], Name) and args[0].name == "none":
             return None
-        if shape.literal_list:
+        if shape.literal_list and (args or flag is not None):
             if not args:
-                if flag is None:
-                    raise error(setting.pos, f"'{key}' needs values: {_choices(shape.literals)}")
                 return tuple(flag)
             if len(args) == 1 and isinstance(args[0], Name) and args[0].name == "none":
                 return ()
@@ -368,7 +371,7 @@ class _Builder:
                 number = float(value)
             _check_bounds(key, field, number, arg.pos)
             return number
-        raise error(arg.pos, f"cannot read a value for '{key}'")  # pragma: no cover
+        raise AssertionError(f"no reader for the type of {key!r}")  # pragma: no cover
 
     @staticmethod
     def _word(key: str, arg, choices) -> str:
@@ -418,8 +421,6 @@ def _check_bounds(key: str, field, number, pos: Position) -> None:
     for rule in field.metadata:
         if isinstance(rule, annotated_types.Gt) and not number > rule.gt:
             raise error(pos, f"'{key}' must be positive, found {number:g}" if rule.gt == 0 else f"'{key}' must be greater than {rule.gt}, found {number:g}")
-        if isinstance(rule, annotated_types.Ge) and not number >= rule.ge:
-            raise error(pos, f"'{key}' must be at least {rule.ge}, found {number:g}")
         if isinstance(rule, annotated_types.Le) and not number <= rule.le:
             raise error(pos, f"'{key}' must be at most {rule.le:g}, found {number:g}")
 
@@ -506,11 +507,17 @@ def resolve(spec: SpecFile) -> ir.Model:
         defs[block.name] = block
 
     kinds: dict[str, ir.Block] = {}
+    cycles: set[frozenset] = set()
     for name, block in defs.items():
         try:
             lineage = _lineage(block, defs)
         except SpecError as exc:
             collector.add(exc)
+            continue
+        except _Cycle as cycle:
+            if cycle.members not in cycles:  # report each cycle once
+                cycles.add(cycle.members)
+                collector.add(cycle.err)
             continue
         chains: dict[str, list[Setting]] = {k: list(v) for k, v in block_defaults.items()}
         for ancestor in lineage:
@@ -558,8 +565,9 @@ def _lineage(block: BlockDef, defs: dict[str, BlockDef]) -> list[BlockDef]:
         if base.name not in defs:
             raise error(base.pos, f"block '{current.name}' extends unknown block '{base.name}'", did_you_mean(base.name, defs))
         if base.name in seen:
-            cycle = " → ".join([b.name for b in reversed(out)] + [base.name])
-            raise error(base.pos, f"blocks extend each other in a cycle: {cycle}")
+            names = [b.name for b in out]
+            cycle = names[names.index(base.name) :] + [base.name]
+            raise _Cycle(error(base.pos, f"blocks extend each other in a cycle: {' → '.join(cycle)}"), frozenset(cycle))
         seen.add(base.name)
         current = defs[base.name]
         out.append(current)

@@ -1,0 +1,83 @@
+"""Shared helpers: generating and importing modules, building Hugging Face reference models."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS_DIR = ROOT / "specs"
+SPECS = sorted(p.stem for p in SPECS_DIR.glob("*.arch"))
+# Small specs that exercise features no seed model uses (tested at their own sizes).
+FEATURES_DIR = ROOT / "tests" / "data" / "features"
+FEATURES = sorted(p.stem for p in FEATURES_DIR.glob("*.arch"))
+# Reference facts (config values, meta-device parameter counts), copied from shared/reference.
+SEED = json.loads((ROOT / "tests" / "data" / "seed-models.json").read_text())
+
+_counter = itertools.count()
+
+
+def spec_path(name: str) -> Path:
+    """specs/NAME.arch, or tests/data/features/NAME.arch for a feature fixture."""
+    path = SPECS_DIR / f"{name}.arch"
+    return path if path.exists() else FEATURES_DIR / f"{name}.arch"
+
+
+def load_model(name: str):
+    from archdsl.resolve import load
+
+    path = spec_path(name)
+    return load(path, path.relative_to(ROOT).as_posix())
+
+
+def import_path(path: Path):
+    """Import a generated file under a fresh module name."""
+    module_name = f"_archdsl_generated_{Path(path).stem}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def generate(name: str, out_dir: Path, tiny: bool = False):
+    """Generate the module of a spec with the CLI and import it."""
+    from archdsl.cli import main
+
+    args = ["generate", str(spec_path(name)), "-o", str(out_dir)] + (["--tiny"] if tiny else [])
+    assert main(args) == 0
+    model = load_model(name)
+    return import_path(Path(out_dir) / f"{model.name}.py")
+
+
+def export_config(name: str, tiny: bool = False) -> dict:
+    from archdsl.hf import export_hf
+    from archdsl.tiny import tiny as shrink
+
+    model = load_model(name)
+    return export_hf(shrink(model) if tiny else model)
+
+
+def hf_config(config: dict):
+    import transformers
+
+    config = dict(config)
+    return transformers.AutoConfig.for_model(**config)
+
+
+def hf_reference(config: dict, seed: int = 0, noise: float = 0.05):
+    """A random Hugging Face model of `config`, eager attention, fp32, every parameter perturbed
+    (so that norms, biases and zero-initialised weights are not at their initial values)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(hf_config(config), attn_implementation="eager", dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * noise)
+    return model.eval()
+

@@ -1,0 +1,92 @@
+"""Parity with the Hugging Face implementations: same checkpoint, same logits, same greedy tokens.
+
+For every spec with a Hugging Face counterpart: a random HF model of the `export-hf --tiny`
+config is saved with `save_pretrained`, loaded into the `generate --tiny` module with
+`load_hf_checkpoint`, and both run on a batch longer than every tiny window.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from archdsl.compare import compare_layers
+from archdsl.hf import family_of
+
+from helpers import FEATURES, SPECS, export_config, generate, hf_reference, load_model
+
+pytest.importorskip("transformers")
+pytest.importorskip("safetensors")
+
+# Seed specs are shrunk with --tiny; feature fixtures are small already and run as written.
+CASES = [(s, True) for s in SPECS if family_of(load_model(s))[0] is not None] + [(f, False) for f in FEATURES]
+SEQ = 40  # longer than every window of the tiny and feature models (at most 8 tokens)
+RTOL = 1e-5
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
+def pair(request, tmp_path_factory):
+    name, tiny = request.param
+    tmp = tmp_path_factory.mktemp(name)
+    config = export_config(name, tiny=tiny)
+    reference = hf_reference(config)
+    reference.save_pretrained(tmp / "checkpoint")
+    module = generate(name, tmp / "generated", tiny=tiny)
+    with torch.device("meta"):
+        ours = module.Model(module.Config())
+    ours.load_hf_checkpoint(tmp / "checkpoint")
+    return name, ours.eval(), reference, config
+
+
+def test_logits_match(pair):
+    name, ours, reference, config = pair
+    torch.manual_seed(1)
+    ids = torch.randint(0, config.get("vocab_size"), (2, SEQ))
+    with torch.no_grad():
+        a = ours(ids)
+        b = reference(ids).logits
+    assert a.shape == b.shape == (2, SEQ, config["vocab_size"])
+    error = (a - b).abs().max().item() / b.abs().max().item()
+    assert error <= RTOL, f"{name}: relative error {error:.2e}\n{compare_layers(ours, reference, ids)}"
+
+
+def test_greedy_tokens_match(pair):
+    name, ours, reference, config = pair
+    torch.manual_seed(2)
+    prompt = torch.randint(0, config["vocab_size"], (2, 6))
+    steps = 14  # prompt + new tokens run past every tiny window
+    mine = ours.generate(prompt, max_new_tokens=steps)
+    theirs = reference.generate(prompt, max_new_tokens=steps, do_sample=False, pad_token_id=0)
+    assert mine.shape == theirs.shape == (2, 6 + steps)
+    if not torch.equal(mine, theirs):
+        # Only an exact tie in the reference's logits may excuse a different choice.
+        row, col = next((r, c) for r in range(2) for c in range(6, 6 + steps) if mine[r, c] != theirs[r, c])
+        with torch.no_grad():
+            logits = reference(theirs[row : row + 1, :col]).logits[0, -1]
+        top2 = logits.topk(2).values
+        assert (top2[0] - top2[1]).item() < 1e-5, f"{name}: greedy tokens differ at step {col - 6} of row {row}"
+
+
+def test_checkpoint_is_loaded_strictly(pair, tmp_path):
+    """A missing, an unexpected and a wrongly shaped tensor are each named, and nothing is loaded."""
+    from safetensors.torch import load_file, save_file
+
+    name, ours, reference, config = pair
+    reference.save_pretrained(tmp_path / "good")
+    state = load_file(tmp_path / "good" / "model.safetensors")
+    victim = next(k for k in sorted(state) if k.endswith(("embed_tokens.weight", "wte.weight")))
+    dropped = next(k for k in sorted(state) if (".0." in k) and ("norm" in k or ".ln_" in k))
+    broken = dict(state)
+    broken["model.extra.weight"] = torch.zeros(3)
+    broken[victim] = torch.zeros(7, 3)
+    del broken[dropped]
+    (tmp_path / "bad").mkdir()
+    save_file(broken, tmp_path / "bad" / "model.safetensors")
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    with pytest.raises(ValueError) as info:
+        ours.load_hf_checkpoint(tmp_path / "bad")
+    message = str(info.value)
+    assert "unexpected: model.extra.weight" in message or "unexpected: extra.weight" in message
+    assert "missing:" in message and "wrong shape:" in message and "(7, 3)" in message
+    after = ours.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a failed load changed the model"
