@@ -1,7 +1,8 @@
 """The `archdsl` command line.
 
 Exit status: 0 success; 1 the input is wrong (syntax, validation, unknown file), with
-`path:line:col: error: message`, the offending line and a caret on stderr; 2 wrong usage.
+`path:line:col: error: message`, the offending line and a caret on stderr; 2 wrong usage;
+70 an internal error (a bug in archdsl), reported in one line (ARCHDSL_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
@@ -361,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug in archdsl, not bad input: say so, without a wall of traceback
+        if os.environ.get("ARCHDSL_DEBUG"):
+            raise
+        print(f"archdsl: internal error (a bug in archdsl; please report it with the input): {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("  set ARCHDSL_DEBUG=1 to see the traceback", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -520,13 +520,13 @@ def _attention_doc(a: ir.Attention) -> str:
 
 def _block_doc(norms: str, kinds: list[str], n_kinds: int) -> str:
     placement = {
-        "pre": "pre-norm: x + f(norm(x)) for attention, then the feed-forward",
+        "pre": "pre-norm: x + f(norm(x)) around attention, then around the feed-forward",
         "post": "post-norm inside the residual: x + norm(f(x)) (OLMo 2)",
         "sandwich": "sandwich norms: x + norm(f(norm(x))) (Gemma 3)",
         "post_residual": "post-norm after the residual: norm(x + f(x))",
     }[norms]
     who = "" if n_kinds == 1 else f" ({_kinds_phrase(kinds)} layers)"
-    return f"One transformer layer{who}, {placement}."
+    return f"One transformer layer{who}; {placement}."
 
 
 def describe(model: ir.Model) -> list[str]:

@@ -143,7 +143,7 @@ class GeGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """One transformer layer (local and global layers), sandwich norms: x + norm(f(norm(x))) (Gemma 3)."""
+    """One transformer layer (local and global layers); sandwich norms: x + norm(f(norm(x))) (Gemma 3)."""
 
     def __init__(self, config: Config):
         super().__init__()

@@ -113,7 +113,7 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """One transformer layer, post-norm inside the residual: x + norm(f(x)) (OLMo 2)."""
+    """One transformer layer; post-norm inside the residual: x + norm(f(x)) (OLMo 2)."""
 
     def __init__(self, config: Config):
         super().__init__()

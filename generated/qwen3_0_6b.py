@@ -114,7 +114,7 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """One transformer layer, pre-norm: x + f(norm(x)) for attention, then the feed-forward."""
+    """One transformer layer; pre-norm: x + f(norm(x)) around attention, then around the feed-forward."""
 
     def __init__(self, config: Config):
         super().__init__()

@@ -90,3 +90,39 @@ def test_checkpoint_is_loaded_strictly(pair, tmp_path):
     assert "missing:" in message and "wrong shape:" in message and "(7, 3)" in message
     after = ours.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "a failed load changed the model"
+
+
+def test_sharded_checkpoint_with_index(pair, tmp_path):
+    """Hub-style checkpoints: several .safetensors shards and a model.safetensors.index.json."""
+    name, ours, reference, config = pair
+    reference.save_pretrained(tmp_path, max_shard_size="40KB")
+    assert (tmp_path / "model.safetensors.index.json").exists() and len(list(tmp_path.glob("*.safetensors"))) > 1
+    module = type(ours)
+    with torch.device("meta"):
+        fresh = module(ours.config)
+    fresh.load_hf_checkpoint(tmp_path)
+    ids = torch.randint(0, config["vocab_size"], (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(ids), reference(ids).logits, rtol=RTOL, atol=RTOL)
+
+
+def test_original_gpt2_checkpoint_layout(tmp_path):
+    """The GPT-2 checkpoints on the Hub predate the `transformer.` prefix and store attention-mask
+    buffers (`h.N.attn.bias`); they load too."""
+    from safetensors.torch import load_file, save_file
+
+    config = export_config("gpt2-124m", tiny=True)
+    reference = hf_reference(config)
+    reference.save_pretrained(tmp_path / "new")
+    state = load_file(tmp_path / "new" / "model.safetensors")
+    old = {k.removeprefix("transformer."): v for k, v in state.items()}
+    for i in range(config["n_layer"]):
+        old[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, 8, 8))
+    (tmp_path / "old").mkdir()
+    save_file(old, tmp_path / "old" / "model.safetensors")
+    module = generate("gpt2-124m", tmp_path / "generated", tiny=True)
+    model = module.Model(module.Config())
+    model.load_hf_checkpoint(tmp_path / "old")
+    ids = torch.randint(0, config["vocab_size"], (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), reference(ids).logits, rtol=RTOL, atol=RTOL)
