@@ -161,13 +161,16 @@ class Plan:
     config: list[ConfigField] = field(default_factory=list)
     layer_types: bool = False
     rms: dict | None = None
+    l2_norm: bool = False
     layernorm: bool = False
     rope: dict | None = None
     masks: dict = field(default_factory=dict)
+    temperatures: dict = field(default_factory=dict)
     attention_classes: list[dict] = field(default_factory=list)
     ffn_classes: list[dict] = field(default_factory=list)
+    moe: dict | None = None
     block_classes: list[dict] = field(default_factory=list)
-    block_table: list[tuple[str, str]] = field(default_factory=list)
+    block_table: list[tuple[str, str, bool]] = field(default_factory=list)
     layer_args_signature: str = ""
     layer_args: str = ""
     model: dict = field(default_factory=dict)
@@ -188,64 +191,92 @@ def safe_text(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, checkpoint_layout: str) -> Plan:
-    title = safe_text(model.title or model.name)
-    plan = Plan(
-        version=__version__,
-        spec_path=spec_path,
-        spec_sha256=hashlib.sha256(spec_bytes).hexdigest(),
-        command=command,
-        docstring=_docstring(model, title),
-        title_text=title,
-        checkpoint_layout=checkpoint_layout,
-    )
-    cfg = ConfigPlan()
-    kinds = model.used_kinds
-    blocks = {k: model.kinds[k] for k in kinds}
+class _Planner:
+    """Builds the Plan of one model: config fields first, then each component's template context."""
 
-    cfg.add("vocab_size", model.vocab, "tokens in the vocabulary")
-    cfg.add("d_model", model.d_model, "width of the residual stream")
-    cfg.add("context", model.context, "longest sequence the model is built for")
+    def __init__(self, model: ir.Model, plan: Plan):
+        self.model = model
+        self.plan = plan
+        self.cfg = ConfigPlan()
+        self.kinds = model.used_kinds
+        self.blocks = {k: model.kinds[k] for k in self.kinds}
 
-    # Norms: one eps per norm, shared when equal.
-    norm_eps = cfg.per_kind("norm_eps", {"model": model.norm.eps, **{k: b.norm.eps for k, b in blocks.items()}}, "norm epsilon", ["model", *kinds])
-    all_norms = [model.norm, *[b.norm for b in blocks.values()]]
-    rms = [n for n in all_norms if isinstance(n, ir.RMSNorm)]
-    if rms:
-        variants = {(n.zero_centered, n.weight_fp32) for n in rms}
-        if len(variants) > 1:
-            raise ValueError("all RMSNorms of a model must share zero_centered and weight_fp32")  # checked in Model.check
-        zero, fp32 = variants.pop()
-        plan.rms = {"zero_centered": zero, "weight_fp32": fp32}
-    plan.layernorm = any(isinstance(n, ir.LayerNorm) for n in all_norms)
+    def per_kind(self, name: str, get, comment: str) -> dict[str, str | None]:
+        return self.cfg.per_kind(name, {k: get(b) for k, b in self.blocks.items()}, comment, self.kinds)
 
-    def norm_ctor(norm, dim: str, eps_ref: str, prefix: str = "config") -> str:
+    # -- model-level sizes and norms ----------------------------------------------------------
+
+    def sizes(self) -> None:
+        m = self.model
+        self.cfg.add("vocab_size", m.vocab, "tokens in the vocabulary")
+        self.cfg.add("d_model", m.d_model, "width of the residual stream")
+        self.cfg.add("context", m.context, "longest sequence the model is built for")
+        self.norm_eps = self.cfg.per_kind(
+            "norm_eps", {"model": m.norm.eps, **{k: b.norm.eps for k, b in self.blocks.items()}}, "norm epsilon", ["model", *self.kinds]
+        )
+        norms = [m.norm, *[b.norm for b in self.blocks.values()]]
+        rms = [n for n in norms if isinstance(n, ir.RMSNorm)]
+        mla = any(isinstance(b.attention, ir.Mla) for b in self.blocks.values())
+        if rms or mla:
+            zero, fp32 = (rms[0].zero_centered, rms[0].weight_fp32) if rms else (False, False)
+            self.plan.rms = {"zero_centered": zero, "weight_fp32": fp32}
+        self.plan.layernorm = any(isinstance(n, ir.LayerNorm) for n in norms)
+        self.plan.l2_norm = any(b.attention.qk_norm == "l2" for b in self.blocks.values())
+
+    def norm_ctor(self, norm, dim: str, eps_ref: str) -> str:
         if isinstance(norm, ir.RMSNorm):
-            return f"RMSNorm({dim}, {prefix}.{eps_ref})"
+            return f"RMSNorm({dim}, config.{eps_ref})"
         bias = "" if norm.bias else ", bias=False"
-        return f"nn.LayerNorm({dim}, eps={prefix}.{eps_ref}{bias})"
+        return f"nn.LayerNorm({dim}, eps=config.{eps_ref}{bias})"
 
-    # Attention sizes.
-    att = {k: b.attention for k, b in blocks.items()}
-    heads = cfg.per_kind("n_heads", {k: a.heads for k, a in att.items()}, "query heads", kinds)
-    kv_heads = cfg.per_kind("n_kv_heads", {k: (a.kv_heads if a.kind != "mha" else None) for k, a in att.items()}, "key/value heads", kinds)
-    head_dim = cfg.per_kind("head_dim", {k: a.head_dim for k, a in att.items()}, "features per attention head", kinds)
-    scale = cfg.per_kind(
-        "query_scale",
-        {k: (a.query_scale if not math.isclose(a.query_scale, a.head_dim**-0.5, rel_tol=1e-12) else None) for k, a in att.items()},
-        "softmax scale (instead of head_dim ** -0.5)",
-        kinds,
-    )
-    softcap = cfg.per_kind("attn_softcap", {k: a.softcap for k, a in att.items()}, "attention logits are softcapped to (-c, c)", kinds)
-    window = cfg.per_kind("window", {k: a.window for k, a in att.items()}, "sliding window: a query sees the last `window` tokens", kinds)
+    # -- attention sizes ----------------------------------------------------------------------
 
-    # FFN sizes.
-    hidden = cfg.per_kind("ffn_hidden", {k: b.ffn.hidden for k, b in blocks.items()}, "hidden width of the feed-forward", kinds)
+    def attention_sizes(self) -> None:
+        att = {k: b.attention for k, b in self.blocks.items()}
+        gqa = {k: a for k, a in att.items() if isinstance(a, ir.Attention)}
+        mla = {k: a for k, a in att.items() if isinstance(a, ir.Mla)}
 
-    # RoPE.
-    ropes = {k: b.rope for k, b in blocks.items()}
-    rope_tables: dict[str, str | None] = {k: None for k in kinds}
-    if any(r is not None for r in ropes.values()):
+        def field(name, get, comment, among=None):
+            among = gqa if among is None else among
+            return self.cfg.per_kind(name, {k: (get(a) if k in among else None) for k, a in att.items()}, comment, self.kinds)
+
+        self.heads = field("n_heads", lambda a: a.heads, "query heads", att)
+        self.kv_heads = field("n_kv_heads", lambda a: a.kv_heads if a.kind != "mha" else None, "key/value heads")
+        self.head_dim = field("head_dim", lambda a: a.head_dim, "features per attention head")
+        self.q_rank = field("q_rank", lambda a: a.q_rank, "MLA: rank of the query bottleneck", mla)
+        self.kv_rank = field("kv_rank", lambda a: a.kv_rank, "MLA: width of the key/value latent", mla)
+        self.qk_nope_dim = field("qk_nope_dim", lambda a: a.qk_nope_dim, "MLA: query/key features without positions", mla)
+        self.qk_rope_dim = field("qk_rope_dim", lambda a: a.qk_rope_dim, "MLA: query/key features that carry RoPE", mla)
+        self.v_dim = field("v_dim", lambda a: a.v_dim, "MLA: value features per head", mla)
+        self.latent_eps = field("latent_eps", lambda a: a.latent_eps, "MLA: eps of the latent norms", mla)
+        self.scale = field(
+            "query_scale",
+            lambda a: a.query_scale if isinstance(a, ir.Mla) or not math.isclose(a.query_scale, a.head_dim**-0.5, rel_tol=1e-12) else None,
+            "softmax scale of the attention scores",
+            att,
+        )
+        self.softcap = field("attn_softcap", lambda a: a.softcap, "attention logits are softcapped to (-c, c)")
+        self.window = field("window", lambda a: a.window, "sliding window: a query sees the last `window` tokens")
+        self.chunk = field("chunk", lambda a: a.chunk, "chunked attention: queries see their own chunk of `chunk` tokens")
+        self.temperature_floor = field(
+            "temperature_floor_scale", lambda a: a.temperature.floor_scale if isinstance(a.temperature, ir.LogSteps) else None, "temperature tuning: positions per step"
+        )
+        self.temperature_scale = field(
+            "temperature_scale", lambda a: a.temperature.scale if isinstance(a.temperature, ir.LogSteps) else None, "temperature tuning: growth per step"
+        )
+        self.temperature_length = field(
+            "temperature_length", lambda a: a.temperature.length if isinstance(a.temperature, ir.LogPosition) else None, "logits grow as log(position) / log(length) past this position"
+        )
+
+    # -- RoPE -----------------------------------------------------------------------------------
+
+    def rope(self) -> dict[str, str | None]:
+        """The expression of each kind's (cos, sin) tables, or None for a kind without RoPE."""
+        ropes = {k: b.rope for k, b in self.blocks.items()}
+        tables: dict[str, str | None] = {k: None for k in self.kinds}
+        if all(r is None for r in ropes.values()):
+            return tables
+        cfg, kinds = self.cfg, self.kinds
         theta = cfg.per_kind("rope_theta", {k: r.theta if r else None for k, r in ropes.items()}, "RoPE base", kinds)
         fraction = cfg.per_kind("rope_fraction", {k: (r.fraction if r and r.fraction != 1 else None) for k, r in ropes.items()}, "fraction of each head's features that rotate", kinds)
 
@@ -262,12 +293,13 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
         mscale_all = scaling_field("rope_mscale_all_dim", "mscale_all_dim", "YaRN mscale_all_dim")
         attention_factor = scaling_field("rope_attention_factor", "attention_factor", "YaRN: cos/sin scale")
 
-        scalings = set()
-        scaled_tables = False
+        scalings, scaled_tables = set(), False
         for k, r in ropes.items():
             if r is None:
                 continue
-            dim = f"c.{head_dim[k]}" if fraction[k] is None else f"int(c.{head_dim[k]} * c.{fraction[k]})"
+            a = self.blocks[k].attention
+            base = f"c.{self.qk_rope_dim[k]}" if isinstance(a, ir.Mla) else f"c.{self.head_dim[k]}"
+            dim = base if fraction[k] is None else f"int({base} * c.{fraction[k]})"
             inv = f"rope_frequencies({dim}, c.{theta[k]}, x.device)"
             extra = ""
             s = r.scaling
@@ -286,200 +318,423 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
                 scaled_tables = True
             if s is not None:
                 scalings.add(s.kind)
-            rope_tables[k] = f"rope_tables(positions, {inv}, x.dtype{extra})"
-        plan.rope = {
+            tables[k] = f"rope_tables(positions, {inv}, x.dtype{extra})"
+        layouts = {r.layout for r in ropes.values() if r is not None}
+        self.plan.rope = {
             "scalings": sorted(scalings),
             "scaled_tables": scaled_tables,
             "partial": any(r is not None and r.fraction != 1 for r in ropes.values()),
+            "half": "half" in layouts,
+            "interleaved": "interleaved" in layouts,
         }
-        plan.imports_math = bool(scalings & {"llama3", "yarn"})
+        self.plan.imports_math |= bool(scalings & {"llama3", "yarn"})
+        return tables
 
-    # Masks: SDPA's is_causal covers plain causal layers, unless attention is computed by hand.
-    eager = {k: a.softcap is not None for k, a in att.items()}
-    mask_exprs: dict[str, str | None] = {}
-    for k, a in att.items():
-        if a.window is not None:
-            mask_exprs[k] = f"sliding_window_mask(positions, c.{window[k]})"
-        elif eager[k]:
-            mask_exprs[k] = "causal_mask(positions)"
-        else:
-            mask_exprs[k] = None
-    plan.masks = {
-        "window": any(e and e.startswith("sliding") for e in mask_exprs.values()),
-        "causal": any(e and e.startswith("causal") for e in mask_exprs.values()),
-    }
+    # -- per-layer inputs: RoPE tables, masks, temperatures ---------------------------------------
 
-    # What each layer receives besides x.
-    has_rope = any(v is not None for v in rope_tables.values())
-    has_mask = any(v is not None for v in mask_exprs.values())
-    setup: list[str] = []
-    loop_args, signature, block_args = "", "", ""
-    per_kind = False
-    if has_rope:
-        rope_arg, lines = _per_kind_values("rope", "cos_sin", rope_tables, kinds)
-        if lines:
-            setup.append("# RoPE: cos and sin tables for these positions" + (", one per kind of layer" if len(set(filter(None, rope_tables.values()))) > 1 else ""))
-        setup += lines
-        per_kind |= rope_arg.endswith("[layer_type]")
-        loop_args += f", {rope_arg}"
-        optional = " | None" if any(v is None for v in rope_tables.values()) else ""
-        signature += f", rope: tuple[torch.Tensor, torch.Tensor]{optional}"
-        block_args += ", rope"
-    if has_mask:
-        mask_arg, lines = _per_kind_values("mask", "mask", mask_exprs, kinds)
-        if lines:
-            setup.append("# attention masks: True where a query may attend a key")
-        setup += lines
-        per_kind |= mask_arg.endswith("[layer_type]")
-        loop_args += f", {mask_arg}"
-        optional = " | None" if any(v is None for v in mask_exprs.values()) else ""
-        signature += f", mask: torch.Tensor{optional}"
-        block_args += ", mask"
-    plan.layer_args_signature = signature
-    plan.layer_args = block_args
-
-    # Attention classes, one per distinct rendering.
-    attention_ctor: dict[str, str] = {}
-    rendered: dict[str, list[str]] = {}
-    contexts: dict[str, dict] = {}
-    for k, a in att.items():
-        b = blocks[k]
-        context = {
-            "doc": _attention_doc(a),
-            "d_model": "config.d_model",
-            "n_heads": f"config.{heads[k]}",
-            "n_kv_heads": f"config.{kv_heads[k]}" if kv_heads[k] else f"config.{heads[k]}",
-            "head_dim": f"config.{head_dim[k]}",
-            "grouped": a.kind != "mha",
-            "scale": f"config.{scale[k]}" if scale[k] else None,
-            "softcap": f"config.{softcap[k]}" if softcap[k] else None,
-            "bias": set(a.bias),
-            "qk_norm": a.qk_norm,
-            "norm_class": "RMSNorm" if isinstance(b.norm, ir.RMSNorm) else "nn.LayerNorm",
-            "norm_eps": f"config.{norm_eps[k]}",
-            "rope": "never" if not has_rope else ("always" if rope_tables[k] is not None and all(v is not None for v in rope_tables.values()) else "some"),
-            "mask": "never" if not has_mask else ("always" if all(v is not None for v in mask_exprs.values()) else "optional"),
-            "eager": eager[k],
+    def layer_inputs(self, tables: dict[str, str | None]) -> None:
+        att = {k: b.attention for k, b in self.blocks.items()}
+        eager = {k: bool(a.softcap or a.sinks or isinstance(a.temperature, ir.LogPosition)) for k, a in att.items()}
+        self.eager = eager
+        masks: dict[str, str | None] = {}
+        for k, a in att.items():
+            if a.window is not None:
+                masks[k] = f"sliding_window_mask(positions, c.{self.window[k]})"
+            elif a.chunk is not None:
+                masks[k] = f"chunked_mask(positions, c.{self.chunk[k]})"
+            elif eager[k]:
+                masks[k] = "causal_mask(positions)"
+            else:
+                masks[k] = None
+        temps: dict[str, str | None] = {}
+        for k, a in att.items():
+            if isinstance(a.temperature, ir.LogSteps):
+                temps[k] = f"log_steps_temperature(positions, c.{self.temperature_floor[k]}, c.{self.temperature_scale[k]})"
+            elif isinstance(a.temperature, ir.LogPosition):
+                temps[k] = f"log_position_temperature(positions, c.{self.temperature_length[k]})"
+            else:
+                temps[k] = None
+        self.plan.masks = {
+            "window": any(e and e.startswith("sliding") for e in masks.values()),
+            "chunk": any(e and e.startswith("chunked") for e in masks.values()),
+            "causal": any(e and e.startswith("causal") for e in masks.values()),
         }
-        if context["eager"] and context["mask"] != "always":
-            raise AssertionError("eager attention always receives a mask")  # pragma: no cover
-        key = repr(sorted(context.items(), key=lambda kv: kv[0]))
-        rendered.setdefault(key, []).append(k)
-        contexts[key] = context
-    for key, group in rendered.items():
-        name = "Attention" if len(rendered) == 1 else f"{_camel(group[0])}Attention"
-        plan.attention_classes.append(dict(contexts[key], name=name))
-        for k in group:
-            attention_ctor[k] = f"{name}(config)"
+        self.plan.temperatures = {
+            "log_steps": any(e and e.startswith("log_steps") for e in temps.values()),
+            "log_position": any(e and e.startswith("log_position") for e in temps.values()),
+        }
+        self.plan.imports_math |= self.plan.temperatures["log_position"]
+        self.inputs: list[tuple[str, dict[str, str | None]]] = []
+        setup: list[str] = []
+        loop_args, signature, block_args = "", "", ""
+        per_kind = False
+        specs = [
+            ("rope", "cos_sin", tables, "tuple[torch.Tensor, torch.Tensor]", "# RoPE: cos and sin tables for these positions"),
+            ("mask", "mask", masks, "torch.Tensor", "# attention masks: True where a query may attend a key"),
+            ("temperature", "temperature", temps, "torch.Tensor", "# attention temperature of each query position"),
+        ]
+        for name, var, exprs, annotation, comment in specs:
+            if all(v is None for v in exprs.values()):
+                continue
+            arg, lines = _per_kind_values(name, var, exprs, self.kinds)
+            setup.append(comment)
+            setup += lines
+            per_kind |= arg.endswith("[layer_type]")
+            loop_args += f", {arg}"
+            optional = " | None" if any(v is None for v in exprs.values()) else ""
+            signature += f", {name}: {annotation}{optional}"
+            block_args += f", {name}"
+            self.inputs.append((name, exprs))
+        self.plan.layer_args_signature = signature
+        self.plan.layer_args = block_args
+        self.setup, self.loop_args, self.per_kind_args = setup, loop_args, per_kind
 
-    # FFN classes, one per (kind, activation, bias).
-    ffn_ctor: dict[str, str] = {}
-    ffn_groups: dict[tuple, list[str]] = {}
-    for k, b in blocks.items():
-        f = b.ffn
-        ffn_groups.setdefault((f.kind, f.act, f.bias), []).append(k)
-    base_names = [sig[0] for sig in ffn_groups]
-    for sig, group in ffn_groups.items():
-        kind, act, bias = sig
+    def _mode(self, name: str, k: str, group_kinds: list[str]) -> str:
+        """How an attention class receives an input: never / always / some (may be None)."""
+        exprs = dict(self.inputs).get(name)
+        if exprs is None:
+            return "never"
+        if all(exprs[g] is not None for g in group_kinds) and all(v is not None for v in exprs.values()):
+            return "always"
+        return "some"
+
+    # -- attention classes --------------------------------------------------------------------------
+
+    def attention_classes(self) -> dict[str, str]:
+        att = {k: b.attention for k, b in self.blocks.items()}
+        contexts: dict[str, dict] = {}
+        rendered: dict[str, list[str]] = {}
+        signature = self.plan.layer_args_signature
+        for k, a in att.items():
+            b = self.blocks[k]
+            rope = self._mode("rope", k, [k])
+            mask = self._mode("mask", k, [k])
+            rope_fn = "apply_rope_interleaved" if b.rope is not None and b.rope.layout == "interleaved" else "apply_rope"
+            if isinstance(a, ir.Mla):
+                context = {
+                    "template": "mla.py.j2",
+                    "doc": _attention_doc(a),
+                    "d_model": "config.d_model",
+                    "n_heads": f"config.{self.heads[k]}",
+                    "q_rank": f"config.{self.q_rank[k]}" if self.q_rank[k] else None,
+                    "kv_rank": f"config.{self.kv_rank[k]}",
+                    "qk_nope_dim": f"config.{self.qk_nope_dim[k]}",
+                    "qk_rope_dim": f"config.{self.qk_rope_dim[k]}",
+                    "v_dim": f"config.{self.v_dim[k]}",
+                    "latent_eps": f"config.{self.latent_eps[k]}",
+                    "scale": f"config.{self.scale[k]}",
+                    "bias": a.bias,
+                    "mask": "never" if mask == "never" else ("always" if mask == "always" else "optional"),
+                    "rope_fn": rope_fn,
+                    "signature": signature,
+                }
+            else:
+                temperature = None
+                if dict(self.inputs).get("temperature") is not None:
+                    temperature = "logits" if isinstance(a.temperature, ir.LogPosition) else "query"
+                context = {
+                    "template": "attention.py.j2",
+                    "doc": _attention_doc(a),
+                    "d_model": "config.d_model",
+                    "n_heads": f"config.{self.heads[k]}",
+                    "n_kv_heads": f"config.{self.kv_heads[k]}" if self.kv_heads[k] else f"config.{self.heads[k]}",
+                    "head_dim": f"config.{self.head_dim[k]}",
+                    "grouped": a.kind != "mha",
+                    "scale": f"config.{self.scale[k]}" if self.scale[k] else None,
+                    "softcap": f"config.{self.softcap[k]}" if self.softcap[k] else None,
+                    "bias": set(a.bias),
+                    "qk_norm": a.qk_norm,
+                    "norm_class": "RMSNorm" if isinstance(b.norm, ir.RMSNorm) else "nn.LayerNorm",
+                    "norm_eps": f"config.{self.norm_eps[k]}",
+                    "sinks": a.sinks,
+                    "rope": "never" if rope == "never" else ("always" if rope == "always" else "some"),
+                    "rope_fn": rope_fn,
+                    "mask": "never" if mask == "never" else ("always" if mask == "always" else "optional"),
+                    "eager": self.eager[k],
+                    "temperature": temperature,
+                    "temperature_optional": self._mode("temperature", k, [k]) == "some",
+                    "signature": signature,
+                }
+                if context["eager"] and context["mask"] != "always":
+                    raise AssertionError("eager attention always receives a mask")  # pragma: no cover
+            key = repr(sorted(context.items(), key=lambda kv: kv[0]))
+            rendered.setdefault(key, []).append(k)
+            contexts[key] = context
+        ctor = {}
+        for key, group in rendered.items():
+            name = "Attention" if len(rendered) == 1 else f"{_camel(group[0])}Attention"
+            # a class shared by kinds with and without an input must accept None for it
+            context = dict(contexts[key], name=name)
+            if context["template"] == "attention.py.j2":
+                if context["rope"] == "always" and any(self._mode("rope", g, group) == "some" for g in group):
+                    context["rope"] = "some"
+            self.plan.attention_classes.append(context)
+            for k in group:
+                ctor[k] = f"{name}(config)"
+        return ctor
+
+    # -- feed-forward classes -----------------------------------------------------------------------
+
+    def dense_ffn_class(self, kind: str, act: str, bias: bool, owner: str) -> str:
+        """The class name of a dense FFN (created once per (kind, act, bias))."""
+        signature = (kind, act, bias)
+        for existing in self.plan.ffn_classes:
+            if existing["signature"] == signature:
+                return existing["name"]
         base = {"mlp": "MLP", "swiglu": "SwiGLU", "geglu": "GeGLU"}[kind]
-        name = base if base_names.count(kind) == 1 else f"{_camel(group[0])}{base}"
+        name = base if all(c["name"] != base for c in self.plan.ffn_classes) else f"{_camel(owner)}{base}"
         gated = kind != "mlp"
-        plan.ffn_classes.append(
+        self.plan.ffn_classes.append(
             {
                 "name": name,
+                "signature": signature,
                 "gated": gated,
                 "bias": bias,
                 "act": _ACT[act].replace("{}", "%s"),
-                "doc": (
-                    f"Gated feed-forward: down({act}(gate(x)) * up(x))" if gated else f"Feed-forward: down({act}(up(x)))"
-                )
+                "doc": (f"Gated feed-forward: down({act}(gate(x)) * up(x))" if gated else f"Feed-forward: down({act}(up(x)))")
                 + ("; every projection has a bias." if bias else "."),
             }
         )
-        for k in group:
-            ffn_ctor[k] = f"{name}(config.d_model, config.{hidden[k]})"
+        return name
 
-    # Blocks: one class per norm placement and norm type.
-    block_groups: dict[tuple, list[str]] = {}
-    for k, b in blocks.items():
-        ctor = norm_ctor(b.norm, "config.d_model", norm_eps[k])
-        block_groups.setdefault((b.norms, ctor), []).append(k)
-    for (norms, ctor), group in block_groups.items():
-        name = "Block" if len(block_groups) == 1 else f"{_camel(group[0])}Block"
-        modules = []
+    def ffn_classes(self) -> dict[str, str]:
+        blocks = self.blocks
+        hidden = self.per_kind("ffn_hidden", lambda b: b.ffn.hidden if not isinstance(b.ffn, ir.Moe) else None, "hidden width of the dense feed-forward")
+        moes = {k: b.ffn for k, b in blocks.items() if isinstance(b.ffn, ir.Moe)}
+        ctor: dict[str, str] = {}
+        for k, b in blocks.items():
+            f = b.ffn
+            if not isinstance(f, ir.Moe):
+                ctor[k] = f"{self.dense_ffn_class(f.kind, f.act, f.bias, k)}(config.d_model, config.{hidden[k]})"
+        if moes:
+            ctor.update(self.moe_classes(moes))
+        return ctor
 
-        def module(attr: str, choices: dict[str, str], comment: str | None = None) -> None:
-            by_expr: dict[str, list[str]] = {}
-            for k in group:
-                by_expr.setdefault(choices[k], []).append(k)
-            options = [{"condition": _condition(ks), "expr": expr} for expr, ks in by_expr.items()]
-            modules.append({"attr": attr, "choices": options, "comment": comment})
+    def moe_classes(self, moes: dict[str, ir.Moe]) -> dict[str, str]:
+        def field(name, get, comment):
+            return self.cfg.per_kind(name, {k: (get(f) if k in moes else None) for k, f in ((k, self.blocks[k].ffn) for k in self.kinds)}, comment, self.kinds)
 
-        norm_of = {k: ctor for k in group}
-        if norms in ("pre", "sandwich"):
-            module("input_layernorm", norm_of)
-        module("self_attn", attention_ctor)
-        module(
-            "post_attention_layernorm",
-            norm_of,
-            "named as in Hugging Face checkpoints: this norm is the feed-forward's input" if norms == "pre" else None,
-        )
-        if norms == "sandwich":
-            module("pre_feedforward_layernorm", norm_of)
-        module("mlp", ffn_ctor)
-        if norms != "pre":
-            module("post_feedforward_layernorm", norm_of)
-        plan.block_classes.append(
-            {
-                "name": name,
-                "doc": _block_doc(norms, group, len(blocks)),
-                "norms": norms,
-                "modules": modules,
-                "takes_layer_type": any(len(m["choices"]) > 1 for m in modules),
-                "kinds": group,
+        n_experts = field("n_experts", lambda f: f.experts, "routed experts")
+        top_k = field("top_k", lambda f: f.top_k, "experts per token")
+        expert_hidden = field("expert_hidden", lambda f: f.hidden, "hidden width of each routed expert")
+        shared_hidden = field("shared_hidden", lambda f: f.shared_hidden if f.shared else None, "hidden width of the shared experts (together)")
+        dense_hidden = field("dense_hidden", lambda f: f.dense_hidden, "hidden width of the dense MLP beside the experts")
+        groups = field("router_groups", lambda f: f.router.groups if isinstance(f.router, ir.Sigmoid) and f.router.groups > 1 else None, "expert groups for group-limited routing")
+        top_groups = field("router_top_groups", lambda f: f.router.top_groups if isinstance(f.router, ir.Sigmoid) and f.router.groups > 1 else None, "groups a token may choose experts from")
+        routed_scale = field("routed_scale", lambda f: f.router.scale if isinstance(f.router, ir.Sigmoid) and f.router.scale != 1 else None, "routed experts' weights are multiplied by this")
+        router_softcap = field("router_softcap", lambda f: f.router.softcap, "router logits are softcapped to (-c, c)")
+        alpha = field("swiglu_alpha", lambda f: f.act.alpha if isinstance(f.act, ir.SwigluClamped) else None, "clamped SwiGLU: slope inside the sigmoid")
+        limit = field("swiglu_limit", lambda f: f.act.limit if isinstance(f.act, ir.SwigluClamped) else None, "clamped SwiGLU: clamp of gate and up")
+
+        routers: dict[str, dict] = {}
+        experts_classes: dict[tuple, str] = {}
+        classes: dict[str, dict] = {}
+        ctor: dict[str, str] = {}
+        for k, f in moes.items():
+            r = f.router
+            router = {
+                "kind": r.kind,
+                "doc": _router_doc(f),
+                "top_k": f"config.{top_k[k]}",
+                "n_experts": f"config.{n_experts[k]}",
+                "bias": r.bias,
+                "softcap": f"config.{router_softcap[k]}" if router_softcap[k] else None,
+                "fp32": isinstance(r, ir.Sigmoid) or (isinstance(r, ir.SoftmaxTopk) and r.fp32),
+                "normalize": getattr(r, "normalize", False),
+                "bias_correction": getattr(r, "bias_correction", False),
+                "grouped": isinstance(r, ir.Sigmoid) and r.groups > 1,
+                "groups": f"config.{groups[k]}" if groups[k] else None,
+                "top_groups": f"config.{top_groups[k]}" if top_groups[k] else None,
+                "scale": f"config.{routed_scale[k]}" if routed_scale[k] else None,
             }
-        )
+            key = repr(sorted(router.items()))
+            if key not in routers:
+                base = {"softmax_topk": "SoftmaxRouter", "topk_softmax": "TopkSoftmaxRouter", "sigmoid": "SigmoidRouter", "topk_sigmoid": "TopkSigmoidRouter"}[r.kind]
+                name = base if all(x["name"] != base for x in routers.values()) else f"{_camel(k)}{base}"
+                routers[key] = dict(router, name=name)
+            router_name = routers[key]["name"]
+            act = f.act.kind
+            clamped = isinstance(f.act, ir.SwigluClamped)
+            esig = (act, f.bias, alpha[k], limit[k])
+            if esig not in experts_classes:
+                experts_classes[esig] = "Experts" if not experts_classes else f"{_camel(k)}Experts"
+            plain_act = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}.get(act)
+            shared = dense = None
+            if f.shared:
+                shared = f"{self.dense_ffn_class('swiglu' if plain_act == 'silu' else 'geglu', plain_act, False, k)}(config.d_model, config.{shared_hidden[k]})"
+            if f.dense_hidden:
+                dense = f"{self.dense_ffn_class('swiglu' if plain_act == 'silu' else 'geglu', plain_act, False, k)}(config.d_model, config.{dense_hidden[k]})"
+            moe = {
+                "doc": _moe_doc(f),
+                "n_experts": f"config.{n_experts[k]}",
+                "top_k": f"config.{top_k[k]}",
+                "hidden": f"config.{expert_hidden[k]}",
+                "router": router_name,
+                "experts": experts_classes[esig],
+                "experts_extra": f", config.{alpha[k]}, config.{limit[k]}" if clamped else "",
+                "shared": shared,
+                "dense": dense,
+                "bias": f.bias,
+                "input_gated": isinstance(r, ir.TopkSigmoid),
+            }
+            key = repr(sorted(moe.items()))
+            if key not in classes:
+                classes[key] = dict(moe, name="MoE" if not classes else f"{_camel(k)}MoE")
+            ctor[k] = f"{classes[key]['name']}(config)"
+        self.plan.moe = {
+            "grouped": True,
+            "routers": list(routers.values()),
+            "experts_classes": [
+                {
+                    "name": name,
+                    "bias": bias,
+                    "clamped": act == "swiglu_clamped",
+                    "alpha": f"config.{a}" if a else None,
+                    "limit": f"config.{l}" if l else None,
+                    "act": _ACT.get(act, "%s").replace("{}", "%s"),
+                    "doc": _experts_doc(act, bias),
+                }
+                for (act, bias, a, l), name in experts_classes.items()
+            ],
+            "classes": list(classes.values()),
+        }
+        self.plan.imports_math |= any(c["dense"] for c in classes.values())
+        return ctor
 
-    # Layer pattern.
-    if len(kinds) == 1:
-        cfg.add("n_layers", model.n_layers, "number of layers")
-    else:
-        plan.layer_types = True
-        cfg.add_expr("layer_types", "tuple[str, ...]", layer_types_expr(model.layer_kinds), "the kind of each layer, in order")
-    if len(plan.block_classes) == 1:
-        block = plan.block_classes[0]
-        if block["takes_layer_type"]:
-            layers_expr = f"{block['name']}(config, layer_type) for layer_type in config.layer_types"
-        elif plan.layer_types:
-            layers_expr = f"{block['name']}(config) for _ in config.layer_types"
+    # -- blocks and the model ---------------------------------------------------------------------
+
+    def block_classes(self, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]) -> None:
+        block_groups: dict[tuple, list[str]] = {}
+        for k, b in self.blocks.items():
+            ctor = self.norm_ctor(b.norm, "config.d_model", self.norm_eps[k])
+            block_groups.setdefault((b.norms, ctor), []).append(k)
+        for (norms, ctor), group in block_groups.items():
+            name = "Block" if len(block_groups) == 1 else f"{_camel(group[0])}Block"
+            modules = []
+
+            def module(attr: str, choices: dict[str, str], comment: str | None = None) -> None:
+                by_expr: dict[str, list[str]] = {}
+                for k in group:
+                    by_expr.setdefault(choices[k], []).append(k)
+                options = [{"condition": _condition(ks), "expr": expr} for expr, ks in by_expr.items()]
+                modules.append({"attr": attr, "choices": options, "comment": comment})
+
+            norm_of = {k: ctor for k in group}
+            if norms in ("pre", "sandwich"):
+                module("input_layernorm", norm_of)
+            module("self_attn", attention_ctor)
+            module(
+                "post_attention_layernorm",
+                norm_of,
+                "named as in Hugging Face checkpoints: this norm is the feed-forward's input" if norms == "pre" else None,
+            )
+            if norms == "sandwich":
+                module("pre_feedforward_layernorm", norm_of)
+            module("mlp", ffn_ctor)
+            if norms != "pre":
+                module("post_feedforward_layernorm", norm_of)
+            self.plan.block_classes.append(
+                {
+                    "name": name,
+                    "doc": _block_doc(norms, group, len(self.blocks)),
+                    "norms": norms,
+                    "modules": modules,
+                    "takes_layer_type": any(len(m["choices"]) > 1 for m in modules),
+                    "kinds": group,
+                }
+            )
+
+    def layers(self) -> str:
+        m = self.model
+        if len(self.kinds) == 1:
+            self.cfg.add("n_layers", m.n_layers, "number of layers")
         else:
-            layers_expr = f"{block['name']}(config) for _ in range(config.n_layers)"
-    else:
-        plan.block_table = [(k, b["name"], b["takes_layer_type"]) for b in plan.block_classes for k in b["kinds"]]
-        layers_expr = "make_block(config, layer_type) for layer_type in config.layer_types"
+            self.plan.layer_types = True
+            self.cfg.add_expr("layer_types", "tuple[str, ...]", layer_types_expr(m.layer_kinds), "the kind of each layer, in order")
+        if len(self.plan.block_classes) == 1:
+            block = self.plan.block_classes[0]
+            if block["takes_layer_type"]:
+                return f"{block['name']}(config, layer_type) for layer_type in config.layer_types"
+            if self.plan.layer_types:
+                return f"{block['name']}(config) for _ in config.layer_types"
+            return f"{block['name']}(config) for _ in range(config.n_layers)"
+        self.plan.block_table = [(k, b["name"], b["takes_layer_type"]) for b in self.plan.block_classes for k in b["kinds"]]
+        return "make_block(config, layer_type) for layer_type in config.layer_types"
 
-    # Model-level.
-    emb_scale = None
-    if model.embedding.scale is not None:
-        emb_scale = "c." + cfg.add("embedding_scale", model.embedding.scale, "token embeddings are multiplied by this")
-    final_softcap = None
-    if model.final_softcap is not None:
-        final_softcap = "c." + cfg.add("final_softcap", model.final_softcap, "output logits are softcapped to (-c, c)")
+    def finish(self, title: str, layers_expr: str) -> None:
+        m = self.model
+        emb_scale = output_scale = final_softcap = None
+        if m.embedding.scale is not None:
+            emb_scale = "c." + self.cfg.add("embedding_scale", m.embedding.scale, "token embeddings are multiplied by this")
+        if m.output_scale is not None:
+            output_scale = "c." + self.cfg.add("output_scale", m.output_scale, "output logits are multiplied by this")
+        if m.final_softcap is not None:
+            final_softcap = "c." + self.cfg.add("final_softcap", m.final_softcap, "output logits are softcapped to (-c, c)")
+        self.plan.config = self.cfg.fields
+        self.plan.model = {
+            "doc": f"{title}: token ids [batch, seq] → next-token logits [batch, seq, vocab].",
+            "learned_positions": m.embedding.positions == "learned",
+            "layers_expr": layers_expr,
+            "final_norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps["model"]) if m.final_norm else None,
+            "tied": m.embedding.tied,
+            "embedding_scale": emb_scale,
+            "output_scale": output_scale,
+            "final_softcap": final_softcap,
+            "setup_lines": self.setup,
+            "loop_args": self.loop_args,
+            "per_kind_args": self.per_kind_args,
+            "custom_init": self.custom_init(),
+        }
 
-    plan.config = cfg.fields
-    plan.model = {
-        "doc": f"{title}: token ids [batch, seq] → next-token logits [batch, seq, vocab].",
-        "learned_positions": model.embedding.positions == "learned",
-        "layers_expr": layers_expr,
-        "final_norm": norm_ctor(model.norm, "config.d_model", norm_eps["model"]) if model.final_norm else None,
-        "tied": model.embedding.tied,
-        "embedding_scale": emb_scale,
-        "final_softcap": final_softcap,
-        "setup_lines": setup,
-        "loop_args": loop_args,
-        "per_kind_args": per_kind,
-    }
+    def custom_init(self) -> list[dict]:
+        """init_weights() lines for the parameters that are not inside nn.Linear, nn.Embedding or a norm."""
+        out = []
+        sinks = [c["name"] for c in self.plan.attention_classes if c.get("sinks")]
+        if sinks:
+            out.append({"classes": _class_tuple(sinks), "lines": ["nn.init.zeros_(module.sinks)"]})
+        if self.plan.moe:
+            experts = self.plan.moe["experts_classes"]
+            for e in experts:
+                lines = [f"nn.init.normal_(module.{p}, mean=0.0, std=std)" for p in ("gate_proj", "up_proj", "down_proj")]
+                if e["bias"]:
+                    lines += [f"nn.init.zeros_(module.{p}_bias)" for p in ("gate_proj", "up_proj", "down_proj")]
+                out.append({"classes": e["name"], "lines": lines})
+            for r in self.plan.moe["routers"]:
+                lines = ["nn.init.normal_(module.weight, mean=0.0, std=std)"]
+                if r["bias"]:
+                    lines.append("nn.init.zeros_(module.bias)")
+                if r["bias_correction"]:
+                    lines.append("nn.init.zeros_(module.e_score_correction_bias)")
+                out.append({"classes": r["name"], "lines": lines})
+        return out
+
+
+def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, checkpoint_layout: str) -> Plan:
+    title = safe_text(model.title or model.name)
+    plan = Plan(
+        version=__version__,
+        spec_path=spec_path,
+        spec_sha256=hashlib.sha256(spec_bytes).hexdigest(),
+        command=command,
+        docstring=_docstring(model, title),
+        title_text=title,
+        checkpoint_layout=checkpoint_layout,
+    )
+    planner = _Planner(model, plan)
+    planner.sizes()
+    planner.attention_sizes()
+    tables = planner.rope()
+    planner.layer_inputs(tables)
+    attention_ctor = planner.attention_classes()
+    ffn_ctor = planner.ffn_classes()
+    planner.block_classes(attention_ctor, ffn_ctor)
+    layers_expr = planner.layers()
+    planner.finish(title, layers_expr)
     return plan
+
+
+def _class_tuple(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else "(" + ", ".join(names) + ")"
 
 
 def _per_kind_values(name: str, var: str, exprs: dict[str, str | None], kinds: list[str]) -> tuple[str, list[str]]:
@@ -491,7 +746,7 @@ def _per_kind_values(name: str, var: str, exprs: dict[str, str | None], kinds: l
     lines = []
     for expr in distinct:
         first = next(k for k in kinds if exprs[k] == expr)
-        variable = f"{first}_{var}"
+        variable = f"{var}_{first}"  # suffixed: no generated function is named like this
         names[expr] = variable
         lines.append(f"{variable} = {expr}")
     entries = ", ".join(f'"{k}": {names[exprs[k]] if exprs[k] is not None else "None"}' for k in kinds)
@@ -499,7 +754,55 @@ def _per_kind_values(name: str, var: str, exprs: dict[str, str | None], kinds: l
     return f"{name}[layer_type]", lines
 
 
-def _attention_doc(a: ir.Attention) -> str:
+def _router_doc(f: ir.Moe) -> str:
+    r = f.router
+    if isinstance(r, ir.SoftmaxTopk):
+        text = f"Softmax over the {f.experts} experts, then the top {f.top_k}" + (", renormalised to sum to 1" if r.normalize else " (weights not renormalised)")
+    elif isinstance(r, ir.TopkSoftmax):
+        text = f"The top {f.top_k} of {f.experts} router logits, then a softmax over them"
+    elif isinstance(r, ir.TopkSigmoid):
+        text = f"The top {f.top_k} of {f.experts} router logits, each through a sigmoid"
+    else:
+        text = f"Sigmoid scores of {f.experts} experts; the top {f.top_k} are chosen"
+        if r.bias_correction:
+            text += " after adding a load-balancing bias"
+        if r.groups > 1:
+            text += f", from the best {r.top_groups} of {r.groups} expert groups"
+        if r.normalize:
+            text += "; their scores are renormalised to sum to 1"
+        if r.scale != 1:
+            text += f" and scaled by {r.scale:g}"
+    if r.softcap:
+        text += f"; logits softcapped at {r.softcap:g}"
+    return text + "."
+
+
+def _experts_doc(act: str, bias: bool) -> str:
+    text = {
+        "silu": "SwiGLU experts: down(silu(gate(x)) * up(x))",
+        "gelu": "GeGLU experts: down(gelu(gate(x)) * up(x))",
+        "gelu_tanh": "GeGLU experts (tanh GELU): down(gelu(gate(x)) * up(x))",
+        "swiglu_clamped": "Clamped SwiGLU experts (gpt-oss)",
+    }[act]
+    return text + (", with biases." if bias else ".")
+
+
+def _moe_doc(f: ir.Moe) -> str:
+    text = f"Mixture of experts: each token goes to {f.top_k} of {f.experts} experts of width {f.hidden}"
+    if f.shared:
+        text += f", and through {f.shared} shared expert{'s' if f.shared > 1 else ''}"
+    if f.dense_hidden:
+        text += f", beside an always-on dense MLP of width {f.dense_hidden}; the output is (experts + dense) / sqrt(2)"
+    return text + "."
+
+
+def _attention_doc(a) -> str:
+    if isinstance(a, ir.Mla):
+        q = f"queries through a rank-{a.q_rank} bottleneck" if a.q_rank else "queries projected directly"
+        return (
+            f"Multi-head latent attention: {a.heads} heads; keys and values rebuilt from a {a.kv_rank}-feature latent; "
+            f"{q}; {a.qk_nope_dim} + {a.qk_rope_dim} query/key features per head (the second part carries RoPE), {a.v_dim} value features."
+        )
     if a.kind == "mha":
         text = f"Multi-head attention: {a.heads} heads of {a.head_dim} features"
     elif a.kind == "mqa":
@@ -515,6 +818,12 @@ def _attention_doc(a: ir.Attention) -> str:
         extras.append("biases on " + ", ".join(f"{p}_proj" for p in a.bias))
     if a.softcap:
         extras.append(f"logits softcapped at {a.softcap:g}")
+    if a.sinks:
+        extras.append("a learned sink logit per head")
+    if isinstance(a.temperature, ir.LogSteps):
+        extras.append("queries scaled up with their position (temperature tuning)")
+    elif isinstance(a.temperature, ir.LogPosition):
+        extras.append(f"logits scaled by log(position) / log({a.temperature.length}) past position {a.temperature.length}")
     return text + ("; " + "; ".join(extras) if extras else "") + "."
 
 
@@ -536,10 +845,18 @@ def describe(model: ir.Model) -> list[str]:
     for kind, n in counts.items():
         b = model.kinds[kind]
         a = b.attention
-        att = {"mha": f"MHA {a.heads}×{a.head_dim}", "mqa": f"MQA {a.heads}×{a.head_dim}", "gqa": f"GQA {a.heads}/{a.kv_heads}×{a.head_dim}"}[a.kind]
+        if isinstance(a, ir.Mla):
+            q = f"q_rank {a.q_rank}, " if a.q_rank else ""
+            att = f"MLA {a.heads} heads ({q}kv_rank {a.kv_rank}, qk {a.qk_nope_dim}+{a.qk_rope_dim}, v {a.v_dim})"
+        else:
+            att = {"mha": f"MHA {a.heads}×{a.head_dim}", "mqa": f"MQA {a.heads}×{a.head_dim}", "gqa": f"GQA {a.heads}/{a.kv_heads}×{a.head_dim}"}[a.kind]
         bits = [att]
         if a.window:
             bits.append(f"window {a.window}")
+        if a.chunk:
+            bits.append(f"chunks of {a.chunk}")
+        if a.sinks:
+            bits.append("sinks")
         if a.qk_norm != "none":
             bits.append({"per_head": "QK norm per head", "full": "QK norm over all heads", "l2": "QK L2 norm"}[a.qk_norm])
         if b.rope is None:
@@ -552,7 +869,11 @@ def describe(model: ir.Model) -> list[str]:
                 r += f" on {b.rope.fraction:g} of each head"
             bits.append(r)
         f = b.ffn
-        bits.append(f"{f.kind} {f.hidden}")
+        if isinstance(f, ir.Moe):
+            shared = f" + {f.shared} shared" if f.shared else ""
+            bits.append(f"MoE {f.experts} experts × {f.hidden} (top-{f.top_k}{shared}, {f.router.kind} router)")
+        else:
+            bits.append(f"{f.kind} {f.hidden}")
         bits.append(f"{b.norms} norms ({'RMSNorm' if b.norm.kind == 'rms' else 'LayerNorm'})")
         lines.append(f"{n} × {kind}: " + ", ".join(bits))
     return lines

@@ -23,9 +23,14 @@ ARCHITECTURES = {
     "gemma2": "Gemma2ForCausalLM",
     "gemma3_text": "Gemma3ForCausalLM",
     "smollm3": "SmolLM3ForCausalLM",
+    "deepseek_v3": "DeepseekV3ForCausalLM",
+    "qwen3_moe": "Qwen3MoeForCausalLM",
+    "llama4_text": "Llama4ForCausalLM",
+    "gpt_oss": "GptOssForCausalLM",
+    "glm4_moe": "Glm4MoeForCausalLM",
 }
 # Preference order when a model fits several types.
-FAMILIES = ("llama", "mistral", "qwen3", "olmo2", "gemma3_text", "gemma2", "smollm3", "gpt2")
+FAMILIES = ("llama", "mistral", "qwen3", "olmo2", "gemma3_text", "gemma2", "smollm3", "gpt2", "deepseek_v3", "qwen3_moe", "llama4_text", "gpt_oss", "glm4_moe")
 
 
 # Special token ids belong to the tokenizer, not the architecture: exports leave them unset
@@ -93,19 +98,25 @@ def _rope_parameters(rope: ir.Rope) -> dict:
     return params
 
 
-def _dense_core(model: ir.Model, needs: _Needs, family: str) -> dict:
+def _dense_core(model: ir.Model, needs: _Needs, family: str, moe: bool = False) -> dict:
     """What every decoder-only type shares: sizes, one attention and FFN shape, plain RMSNorm or not."""
     blocks = _blocks(model)
     b = blocks[0]
     a = b.attention
-    needs(_same(model, lambda x: x.attention.model_copy(update={"window": None})), "every layer must have the same attention (apart from windows)")
-    needs(_same(model, lambda x: x.ffn), "every layer must have the same feed-forward")
+    if not isinstance(a, ir.Attention) or not all(isinstance(x.attention, ir.Attention) for x in blocks):
+        needs(False, f"{family} has standard multi-head attention (not mla)")
+        return {}
+    per_layer_type = {"window": None, "chunk": None, "temperature": None} | ({"qk_norm": "none"} if family == "llama4_text" else {})
+    needs(_same(model, lambda x: x.attention.model_copy(update=per_layer_type)), f"{family} has the same attention in every layer (apart from windows, chunks and temperatures)")
+    if not moe:
+        needs(_same(model, lambda x: x.ffn), "every layer must have the same feed-forward")
+        needs(not any(isinstance(x.ffn, ir.Moe) for x in blocks), f"{family} has no mixture of experts")
     needs(_same(model, lambda x: (x.norms, x.norm)), "every layer must place and use its norms the same way")
-    needs(a.kind in ("mha", "gqa", "mqa"), f"{family} has standard multi-head attention")
+    needs(all(x.attention.sinks is False and x.attention.chunk is None and x.attention.temperature is None for x in blocks) or family in ("gpt_oss", "llama4_text"), f"{family} has no sinks, chunks or temperature tuning")
     needs(model.final_norm, f"{family} always has a final norm")
     needs(model.embedding.positions == "none", f"{family} has no learned position embeddings")
-    needs(all(x.rope is None or x.rope.layout == "half" for x in blocks), f"{family} uses the half-split RoPE layout")
     needs(model.norm == b.norm, f"{family} uses one norm for the blocks and the final norm")
+    needs(model.output_scale is None, f"{family} has no output scale")
     return {
         "model_type": family,
         "architectures": [ARCHITECTURES[family]],
@@ -123,7 +134,8 @@ def _dense_core(model: ir.Model, needs: _Needs, family: str) -> dict:
 
 def _llama_ffn(model: ir.Model, needs: _Needs, family: str, bias_key: str | None) -> dict:
     ffn = _blocks(model)[0].ffn
-    needs(isinstance(ffn, ir.SwiGLU), f"{family} has a SwiGLU feed-forward")
+    if not needs(isinstance(ffn, ir.SwiGLU), f"{family} has a SwiGLU feed-forward"):
+        return {}
     out = {"intermediate_size": ffn.hidden, "hidden_act": "silu"}
     if bias_key:
         out[bias_key] = ffn.bias
@@ -147,18 +159,20 @@ def _no(model: ir.Model, needs: _Needs, family: str, *features: str) -> None:
         "window": (all(b.attention.window is None for b in blocks), "sliding windows"),
         "softcap": (all(b.attention.softcap is None for b in blocks) and model.final_softcap is None, "softcapping"),
         "qk_norm": (all(b.attention.qk_norm == "none" for b in blocks), "QK norm"),
-        "scale": (all(math.isclose(b.attention.query_scale, b.attention.head_dim**-0.5, rel_tol=1e-12) for b in blocks), "a custom query scale"),
+        "scale": (all(isinstance(b.attention, ir.Mla) or math.isclose(b.attention.query_scale, b.attention.head_dim**-0.5, rel_tol=1e-12) for b in blocks), "a custom query scale"),
         "embedding_scale": (model.embedding.scale is None, "an embedding scale"),
+        "output_scale": (model.output_scale is None, "an output scale"),
+        "interleaved": (all(b.rope is None or b.rope.layout == "half" for b in blocks), "interleaved RoPE"),
         "nope": (all(b.rope is not None for b in blocks), "layers without RoPE"),
         "partial": (all(b.rope is None or b.rope.fraction == 1 for b in blocks), "partial rotary embeddings"),
     }
     for feature in features:
         ok, what = checks[feature]
-        needs(ok, f"{family} has no {what}")
+        needs(ok, f"{family} cannot express {what}")
 
 
 def _attention_bias(model: ir.Model, needs: _Needs, family: str) -> dict:
-    bias = _blocks(model)[0].attention.bias
+    bias = getattr(_blocks(model)[0].attention, "bias", ())
     needs(bias in ((), ("q", "k", "v", "o")), f"{family} has biases on all of q, k, v, o or on none")
     return {"attention_bias": bias == ("q", "k", "v", "o")}
 
@@ -187,26 +201,32 @@ def _window(model: ir.Model, needs: _Needs, family: str) -> int | None:
 
 def _export_llama(model, needs):
     out = _dense_core(model, needs, "llama")
+    if not out:
+        return out
     for part in (_plain_rms(model, needs, "llama"), _llama_ffn(model, needs, "llama", "mlp_bias"), _attention_bias(model, needs, "llama"), _single_rope(model, needs, "llama")):
         out.update(part)
-    _no(model, needs, "llama", "window", "softcap", "qk_norm", "scale", "embedding_scale", "nope", "partial")
+    _no(model, needs, "llama", "window", "softcap", "qk_norm", "scale", "embedding_scale", "nope", "partial", "interleaved")
     needs(model.d_model % out["num_attention_heads"] == 0, "llama needs d_model divisible by heads")
     return out
 
 
 def _export_mistral(model, needs):
     out = _dense_core(model, needs, "mistral")
+    if not out:
+        return out
     for part in (_plain_rms(model, needs, "mistral"), _llama_ffn(model, needs, "mistral", None), _single_rope(model, needs, "mistral")):
         out.update(part)
     needs(_blocks(model)[0].attention.bias == (), "mistral has no attention biases")
     needs(_same(model, lambda b: b.attention.window), "mistral has the same window in every layer")
     out["sliding_window"] = _blocks(model)[0].attention.window
-    _no(model, needs, "mistral", "softcap", "qk_norm", "scale", "embedding_scale", "nope", "partial")
+    _no(model, needs, "mistral", "softcap", "qk_norm", "scale", "embedding_scale", "nope", "partial", "interleaved")
     return out
 
 
 def _export_qwen3(model, needs):
     out = _dense_core(model, needs, "qwen3")
+    if not out:
+        return out
     for part in (_plain_rms(model, needs, "qwen3"), _llama_ffn(model, needs, "qwen3", None), _attention_bias(model, needs, "qwen3"), _single_rope(model, needs, "qwen3")):
         out.update(part)
     needs(_same(model, lambda b: b.attention.qk_norm) and _blocks(model)[0].attention.qk_norm == "per_head", "qwen3 has per-head QK norm in every layer")
@@ -215,12 +235,14 @@ def _export_qwen3(model, needs):
     out["sliding_window"] = window
     if window is not None:
         out["layer_types"] = _layer_types(model)
-    _no(model, needs, "qwen3", "softcap", "scale", "embedding_scale", "nope", "partial")
+    _no(model, needs, "qwen3", "softcap", "scale", "embedding_scale", "nope", "partial", "interleaved")
     return out
 
 
 def _export_olmo2(model, needs):
     out = _dense_core(model, needs, "olmo2")
+    if not out:
+        return out
     for part in (_plain_rms(model, needs, "olmo2", weight_fp32=True), _llama_ffn(model, needs, "olmo2", None), _attention_bias(model, needs, "olmo2"), _single_rope(model, needs, "olmo2")):
         out.update(part)
     b = _blocks(model)[0]
@@ -228,7 +250,7 @@ def _export_olmo2(model, needs):
     needs(b.attention.qk_norm == "full", "olmo2 has QK norm over the whole projection (qk_norm full)")
     needs(b.attention.head_dim * b.attention.heads == model.d_model, "olmo2 has head_dim = d_model / heads")
     del out["head_dim"]
-    _no(model, needs, "olmo2", "window", "softcap", "scale", "embedding_scale", "nope", "partial")
+    _no(model, needs, "olmo2", "window", "softcap", "scale", "embedding_scale", "nope", "partial", "interleaved")
     return out
 
 
@@ -238,6 +260,8 @@ def _export_gemma(model, needs, family: str):
     layer type; Gemma 2 has attention softcapping (Gemma 3's config keeps the key, its model ignores it)."""
     gemma3 = family == "gemma3_text"
     out = _dense_core(model, needs, family)
+    if not out:
+        return out
     for part in (_plain_rms(model, needs, family, weight_fp32=True, zero_centered=True), _attention_bias(model, needs, family)):
         out.update(part)
     blocks = _blocks(model)
@@ -279,7 +303,7 @@ def _export_gemma(model, needs, family: str):
     needs(len(softcaps) == 1, f"{family} has one attention softcap")
     out["attn_logit_softcapping"] = b.attention.softcap
     out["final_logit_softcapping"] = model.final_softcap
-    _no(model, needs, family, "partial")
+    _no(model, needs, family, "partial", "interleaved")
     return out
 
 
@@ -293,6 +317,8 @@ def _export_gemma3(model, needs):
 
 def _export_smollm3(model, needs):
     out = _dense_core(model, needs, "smollm3")
+    if not out:
+        return out
     if out["head_dim"] * out["num_attention_heads"] == model.d_model:
         del out["head_dim"]  # SmolLM3Config has no head_dim; the model falls back to d_model / heads
     for part in (_plain_rms(model, needs, "smollm3"), _llama_ffn(model, needs, "smollm3", "mlp_bias"), _attention_bias(model, needs, "smollm3"), _single_rope(model, needs, "smollm3")):
@@ -303,7 +329,7 @@ def _export_smollm3(model, needs):
     out["sliding_window"] = window
     if window is not None:
         out["layer_types"] = _layer_types(model)
-    _no(model, needs, "smollm3", "softcap", "qk_norm", "scale", "embedding_scale", "partial")
+    _no(model, needs, "smollm3", "softcap", "qk_norm", "scale", "embedding_scale", "partial", "interleaved")
     return out
 
 
@@ -319,8 +345,11 @@ def _export_gpt2(model, needs):
     needs(a.kind == "mha" and a.head_dim * a.heads == model.d_model, "gpt2 has multi-head attention with head_dim = d_model / heads")
     needs(a.bias == ("q", "k", "v", "o"), "gpt2 has biases on q, k, v and o")
     needs(b.rope is None, "gpt2 has no RoPE")
+    needs(isinstance(a, ir.Attention) and not isinstance(f, ir.Moe), "gpt2 has standard attention and a dense MLP")
+    if not isinstance(a, ir.Attention) or isinstance(f, ir.Moe):
+        return {}
     needs(isinstance(f, ir.Mlp) and f.bias, "gpt2 has a two-layer MLP with biases")
-    _no(model, needs, "gpt2", "window", "softcap", "qk_norm", "scale", "embedding_scale")
+    _no(model, needs, "gpt2", "window", "softcap", "qk_norm", "scale", "embedding_scale", "output_scale")
     acts = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
     return {
         "model_type": "gpt2",
@@ -341,6 +370,239 @@ def _export_gpt2(model, needs):
     }
 
 
+def _moe_pattern(model: ir.Model, needs: _Needs, family: str) -> tuple[ir.Block | None, ir.Block | None]:
+    """(dense block, moe block): a type with MoE has at most one dense and one MoE layer design."""
+    dense = [model.kinds[k] for k in model.used_kinds if not isinstance(model.kinds[k].ffn, ir.Moe)]
+    moe = [model.kinds[k] for k in model.used_kinds if isinstance(model.kinds[k].ffn, ir.Moe)]
+    needs(bool(moe), f"{family} is a mixture of experts")
+    needs(len({repr(b.ffn) for b in dense}) <= 1, f"{family} has one dense feed-forward shape")
+    needs(len({repr(b.ffn) for b in moe}) <= 1, f"{family} has one MoE shape")
+    d = dense[0].ffn if dense else None
+    needs(d is None or (isinstance(d, ir.SwiGLU) and not d.bias), f"{family}'s dense layers are SwiGLU without biases")
+    return (dense[0] if dense else None), (moe[0] if moe else None)
+
+
+def _first_k_dense(model: ir.Model, needs: _Needs, family: str) -> int:
+    is_moe = [isinstance(model.block(i).ffn, ir.Moe) for i in range(model.n_layers)]
+    k = is_moe.index(True) if True in is_moe else model.n_layers
+    needs(all(is_moe[k:]), f"{family} has its dense layers first, then only MoE layers")
+    return k
+
+
+def _experts(f: ir.Moe, needs: _Needs, family: str, act: type = ir.Silu, shared: bool = True, bias: bool = False) -> None:
+    needs(isinstance(f.act, act), f"{family}'s experts use {act.model_fields['kind'].default}")
+    needs(f.bias == bias, f"{family}'s experts {'have' if bias else 'have no'} biases")
+    needs(f.dense_hidden is None, f"{family} has no dense MLP beside its experts")
+    if not shared:
+        needs(f.shared == 0, f"{family} has no shared experts")
+
+
+def _export_deepseek_v3(model, needs):
+    family = "deepseek_v3"
+    blocks = _blocks(model)
+    attention = [b.attention for b in blocks]
+    if not needs(all(isinstance(a, ir.Mla) for a in attention), "deepseek_v3 has multi-head latent attention"):
+        return {}
+    a = attention[0]
+    needs(len({repr(x) for x in attention}) == 1, "deepseek_v3 has the same attention in every layer")
+    needs(a.latent_eps == 1e-6, "deepseek_v3's latent norms have eps 1e-6")
+    needs(_same(model, lambda b: (b.norms, b.norm, b.rope)) and blocks[0].norms == "pre", "deepseek_v3 has pre-norm layers with one norm and one RoPE")
+    out = {"model_type": family, "architectures": [ARCHITECTURES[family]], **NO_TOKEN_IDS}
+    out.update(_plain_rms(model, needs, family))
+    dense, moe = _moe_pattern(model, needs, family)
+    if moe is None:
+        return out
+    f, r = moe.ffn, moe.ffn.router
+    _experts(f, needs, family)
+    needs(isinstance(r, ir.Sigmoid) and r.bias_correction and not r.bias and r.softcap is None, "deepseek_v3 routes with sigmoid scores and bias correction")
+    rope = blocks[0].rope
+    needs(rope is not None and rope.fraction == 1, "deepseek_v3 rotates all qk_rope_dim features")
+    if rope is not None:
+        out["rope_parameters"] = _rope_parameters(rope)
+        out["rope_interleave"] = rope.layout == "interleaved"
+        needs(math.isclose(a.query_scale, ir.mla_default_scale(a, rope), rel_tol=1e-12), "deepseek_v3 derives the softmax scale from the head size and YaRN")
+    needs(model.embedding.positions == "none" and model.embedding.scale is None and model.final_norm and model.final_softcap is None and model.output_scale is None, "deepseek_v3 has a plain embedding and output head")
+    out.update(
+        vocab_size=model.vocab,
+        hidden_size=model.d_model,
+        intermediate_size=dense.ffn.hidden if dense else 4 * model.d_model,
+        moe_intermediate_size=f.hidden,
+        num_hidden_layers=model.n_layers,
+        num_attention_heads=a.heads,
+        num_key_value_heads=a.heads,
+        n_shared_experts=f.shared,
+        n_routed_experts=f.experts,
+        routed_scaling_factor=getattr(r, "scale", 1.0),
+        kv_lora_rank=a.kv_rank,
+        q_lora_rank=a.q_rank,
+        qk_rope_head_dim=a.qk_rope_dim,
+        v_head_dim=a.v_dim,
+        qk_nope_head_dim=a.qk_nope_dim,
+        n_group=getattr(r, "groups", 1),
+        topk_group=getattr(r, "top_groups", 1),
+        num_experts_per_tok=f.top_k,
+        first_k_dense_replace=_first_k_dense(model, needs, family),
+        norm_topk_prob=getattr(r, "normalize", False),
+        hidden_act="silu",
+        max_position_embeddings=model.context,
+        tie_word_embeddings=model.embedding.tied,
+        attention_bias=a.bias,
+    )
+    needs(f.shared == 0 or f.shared_hidden == f.hidden * f.shared, "deepseek_v3's shared experts are shared × moe_intermediate_size wide")
+    return out
+
+
+def _export_glm4_moe(model, needs):
+    family = "glm4_moe"
+    out = _dense_core(model, needs, family, moe=True)
+    if not out:
+        return out
+    for part in (_plain_rms(model, needs, family), _single_rope(model, needs, family)):
+        out.update(part)
+    b = _blocks(model)[0]
+    a = b.attention
+    needs(a.bias in ((), ("q", "k", "v")), "glm4_moe has biases on q, k and v, or none")
+    needs(a.qk_norm in ("none", "per_head"), "glm4_moe has per-head QK norm or none")
+    dense, moe = _moe_pattern(model, needs, family)
+    if moe is None:
+        return out
+    f, r = moe.ffn, moe.ffn.router
+    _experts(f, needs, family)
+    needs(isinstance(r, ir.Sigmoid) and r.bias_correction and not r.bias and r.softcap is None, "glm4_moe routes with sigmoid scores and bias correction")
+    needs(f.shared == 0 or f.shared_hidden == f.hidden * f.shared, "glm4_moe's shared experts are shared × moe_intermediate_size wide")
+    _no(model, needs, family, "window", "softcap", "scale", "embedding_scale", "nope", "interleaved")
+    out.get("rope_parameters", {}).pop("partial_rotary_factor", None)
+    out.update(
+        intermediate_size=dense.ffn.hidden if dense else 4 * model.d_model,
+        moe_intermediate_size=f.hidden,
+        num_experts_per_tok=f.top_k,
+        n_shared_experts=f.shared,
+        n_routed_experts=f.experts,
+        routed_scaling_factor=getattr(r, "scale", 1.0),
+        n_group=getattr(r, "groups", 1),
+        topk_group=getattr(r, "top_groups", 1),
+        first_k_dense_replace=_first_k_dense(model, needs, family),
+        norm_topk_prob=getattr(r, "normalize", False),
+        use_qk_norm=a.qk_norm == "per_head",
+        attention_bias=bool(a.bias),
+        partial_rotary_factor=b.rope.fraction if b.rope else 1.0,
+        hidden_act="silu",
+    )
+    return out
+
+
+def _export_qwen3_moe(model, needs):
+    family = "qwen3_moe"
+    out = _dense_core(model, needs, family, moe=True)
+    if not out:
+        return out
+    for part in (_plain_rms(model, needs, family), _attention_bias(model, needs, family), _single_rope(model, needs, family)):
+        out.update(part)
+    needs(_blocks(model)[0].attention.qk_norm == "per_head", "qwen3_moe has per-head QK norm")
+    dense, moe = _moe_pattern(model, needs, family)
+    if moe is None:
+        return out
+    f, r = moe.ffn, moe.ffn.router
+    _experts(f, needs, family, shared=False)
+    needs(isinstance(r, ir.SoftmaxTopk) and not r.bias and r.softcap is None and not r.fp32, "qwen3_moe routes with a softmax, then the top-k")
+    _no(model, needs, family, "window", "softcap", "scale", "embedding_scale", "nope", "partial", "interleaved")
+    out.update(
+        intermediate_size=dense.ffn.hidden if dense else 4 * model.d_model,
+        moe_intermediate_size=f.hidden,
+        num_experts=f.experts,
+        num_experts_per_tok=f.top_k,
+        norm_topk_prob=getattr(r, "normalize", False),
+        decoder_sparse_step=1,
+        mlp_only_layers=[i for i in range(model.n_layers) if not isinstance(model.block(i).ffn, ir.Moe)],
+        hidden_act="silu",
+    )
+    return out
+
+
+def _export_gpt_oss(model, needs):
+    family = "gpt_oss"
+    out = _dense_core(model, needs, family, moe=True)
+    if not out:
+        return out
+    for part in (_plain_rms(model, needs, family, weight_fp32=True), _single_rope(model, needs, family)):
+        out.update(part)
+    a = _blocks(model)[0].attention
+    needs(a.bias == ("q", "k", "v", "o"), "gpt_oss has biases on q, k, v and o")
+    needs(all(b.attention.sinks for b in _blocks(model)), "gpt_oss has attention sinks in every layer")
+    needs(all(b.attention.chunk is None and b.attention.temperature is None for b in _blocks(model)), "gpt_oss has no chunks or temperature tuning")
+    dense, moe = _moe_pattern(model, needs, family)
+    needs(dense is None, "gpt_oss has experts in every layer")
+    if moe is None:
+        return out
+    f, r = moe.ffn, moe.ffn.router
+    _experts(f, needs, family, act=ir.SwigluClamped, shared=False, bias=True)
+    needs(isinstance(r, ir.TopkSoftmax) and r.bias and r.softcap is None, "gpt_oss routes with a biased router, top-k, then a softmax")
+    window = _window(model, needs, family)
+    _no(model, needs, family, "softcap", "qk_norm", "scale", "embedding_scale", "nope", "partial", "interleaved")
+    out.update(
+        intermediate_size=f.hidden,
+        num_local_experts=f.experts,
+        num_experts_per_tok=f.top_k,
+        experts_per_token=f.top_k,
+        swiglu_alpha=getattr(f.act, "alpha", 1.702),
+        swiglu_limit=getattr(f.act, "limit", 7.0),
+        sliding_window=window if window is not None else 128,
+        layer_types=_layer_types(model),
+        attention_bias=True,
+        hidden_act="silu",
+    )
+    return out
+
+
+def _export_llama4_text(model, needs):
+    family = "llama4_text"
+    out = _dense_core(model, needs, family, moe=True)
+    if not out:
+        return out
+    for part in (_plain_rms(model, needs, family), _attention_bias(model, needs, family), _single_rope(model, needs, family)):
+        out.update(part)
+    blocks = [model.block(i) for i in range(model.n_layers)]
+    rope_layers = [b.rope is not None for b in blocks]
+    needs(all(b.rope is None or b.rope.layout == "interleaved" for b in blocks), "llama4_text rotates interleaved feature pairs")
+    chunks = {b.attention.chunk for b, r in zip(blocks, rope_layers) if r}
+    needs(len(chunks) == 1 and all(b.attention.chunk is None for b, r in zip(blocks, rope_layers) if not r), "llama4_text chunks the attention of every RoPE layer alike, and no other")
+    qk = {b.attention.qk_norm for b, r in zip(blocks, rope_layers) if r}
+    needs(qk <= {"l2"} or qk <= {"none"}, "llama4_text's RoPE layers all have L2 QK norm or none")
+    needs(all(b.attention.qk_norm == "none" for b, r in zip(blocks, rope_layers) if not r), "llama4_text has no QK norm on NoPE layers")
+    temps = {repr(b.attention.temperature) for b, r in zip(blocks, rope_layers) if not r}
+    needs(len(temps) <= 1 and all(b.attention.temperature is None for b, r in zip(blocks, rope_layers) if r), "llama4_text tunes the temperature of every NoPE layer alike, and of no other")
+    temperature = next((b.attention.temperature for b, r in zip(blocks, rope_layers) if not r), None)
+    needs(temperature is None or isinstance(temperature, ir.LogSteps), "llama4_text's temperature tuning is log_steps")
+    needs(all(b.attention.window is None and not b.attention.sinks and b.attention.softcap is None for b in blocks), "llama4_text has no windows, sinks or softcaps")
+    dense, moe = _moe_pattern(model, needs, family)
+    if moe is None:
+        return out
+    f, r = moe.ffn, moe.ffn.router
+    _experts(f, needs, family)
+    needs(isinstance(r, ir.TopkSigmoid) and not r.bias and r.softcap is None, "llama4_text gates the expert input with a sigmoid of the top-k logits")
+    needs(f.shared == 1 and f.shared_hidden == f.hidden, "llama4_text has one shared expert as wide as the routed ones")
+    _no(model, needs, family, "embedding_scale", "partial")
+    chunk = next(iter(chunks)) if len(chunks) == 1 else None
+    out.update(
+        intermediate_size=f.hidden,
+        intermediate_size_mlp=dense.ffn.hidden if dense else 4 * model.d_model,
+        num_local_experts=f.experts,
+        num_experts_per_tok=f.top_k,
+        moe_layers=[i for i, b in enumerate(blocks) if isinstance(b.ffn, ir.Moe)],
+        no_rope_layers=[int(x) for x in rope_layers],
+        attention_chunk_size=chunk,
+        layer_types=["chunked_attention" if r and chunk is not None else "full_attention" for r in rope_layers],
+        use_qk_norm=qk == {"l2"},
+        attn_temperature_tuning=temperature is not None,
+        floor_scale=temperature.floor_scale if temperature else 8192,
+        attn_scale=temperature.scale if temperature else 0.1,
+        hidden_act="silu",
+    )
+    if "rope_parameters" not in out:
+        out["rope_parameters"] = {"rope_type": "default", "rope_theta": 500_000.0}
+    return out
+
+
 EXPORTERS: dict[str, Callable[[ir.Model, _Needs], dict]] = {
     "llama": _export_llama,
     "mistral": _export_mistral,
@@ -350,6 +612,11 @@ EXPORTERS: dict[str, Callable[[ir.Model, _Needs], dict]] = {
     "gemma2": _export_gemma2,
     "smollm3": _export_smollm3,
     "gpt2": _export_gpt2,
+    "deepseek_v3": _export_deepseek_v3,
+    "qwen3_moe": _export_qwen3_moe,
+    "llama4_text": _export_llama4_text,
+    "gpt_oss": _export_gpt_oss,
+    "glm4_moe": _export_glm4_moe,
 }
 
 
@@ -388,9 +655,10 @@ def export_hf(model: ir.Model) -> dict:
 
 
 def checkpoint_layout(model: ir.Model) -> str:
-    """How the model's Hugging Face checkpoints name and lay out tensors."""
+    """How the model's Hugging Face checkpoints name and lay out tensors: gpt2, gpt_oss and
+    llama4 have their own; every other type (and archdsl's own naming) is the llama layout."""
     family, _ = family_of(model)
-    return "gpt2" if family == "gpt2" else "llama"
+    return {"gpt2": "gpt2", "gpt_oss": "gpt_oss", "llama4_text": "llama4"}.get(family, "llama")
 
 
 # ---------------------------------------------------------------------------------------------

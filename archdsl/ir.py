@@ -109,6 +109,9 @@ class Attention(IR):
     window: int | None = setting(None, "sliding window: query i attends to keys j with i - window < j <= i", "tokens", gt=0)
     query_scale: float = setting(None, "softmax scale applied to q·k (Gemma: query_pre_attn_scalar ** -0.5)", gt=0, default_doc="head_dim ** -0.5")
     softcap: float | None = setting(None, "attention logits become softcap · tanh(logits / softcap) (Gemma 2, Grok)", gt=0)
+    sinks: bool = setting(False, "a learned logit per head joins the softmax denominator, so a head can attend to nothing (gpt-oss)")
+    chunk: int | None = setting(None, "chunked attention: query i attends to keys j <= i in its own chunk of `chunk` tokens (Llama 4)", "tokens", gt=0)
+    temperature: "Temperature | None" = setting(None, "attention temperature that grows with the query's position: log_steps (Llama 4's NoPE layers) or log_position (Grok)")
 
     @property
     def groups(self) -> int:
@@ -141,6 +144,71 @@ class Attention(IR):
             raise error(at("kv_heads"), f"mqa has a single key/value head, but kv_heads is {self.kv_heads}", "use gqa for several key/value heads")
         if self.heads % self.kv_heads:
             raise error(at("kv_heads"), f"heads {self.heads} is not divisible by kv_heads {self.kv_heads}", "each key/value head must serve the same number of query heads")
+        if self.window is not None and self.chunk is not None:
+            raise error(at("chunk"), "a layer has either a sliding window or attention chunks, not both")
+
+    @property
+    def rotary_base(self) -> int:
+        """Features per head that RoPE may rotate."""
+        return self.head_dim
+
+
+class LogSteps(IR):
+    """Queries scaled by 1 + scale · ln(1 + floor((pos + 1) / floor_scale)) (Llama 4's NoPE layers)."""
+
+    kind: Literal["log_steps"] = "log_steps"
+    floor_scale: int = setting(8192, "positions per step of the temperature", "tokens", gt=0)
+    scale: float = setting(0.1, "growth of the temperature per logarithmic step", gt=0)
+
+
+class LogPosition(IR):
+    """Attention logits (after softcapping) scaled by log(pos) / log(length) for query positions
+    pos > length, by 1 before (Grok)."""
+
+    kind: Literal["log_position"] = "log_position"
+    length: int = setting(..., "the position from which the temperature grows", "tokens", gt=1)
+
+
+Temperature = Annotated[Union[LogSteps, LogPosition], Field(discriminator="kind")]
+
+
+class Mla(IR):
+    """Multi-head latent attention (DeepSeek V2/V3): keys and values are rebuilt from a small cached latent.
+
+    Queries go through an optional low-rank bottleneck (q_rank); keys and values come from a
+    kv_rank latent plus a qk_rope_dim key shared by all heads, which alone carries RoPE."""
+
+    kind: Literal["mla"]
+    heads: int = setting(..., "attention heads", gt=0)
+    q_rank: int | None = setting(None, "rank of the query bottleneck; none projects queries directly", "features", gt=0)
+    kv_rank: int = setting(..., "width of the cached key/value latent", "features", gt=0)
+    qk_nope_dim: int = setting(..., "query/key features per head without positions", "features", gt=0)
+    qk_rope_dim: int = setting(..., "query/key features per head that RoPE rotates (the key part is shared by all heads)", "features", gt=0)
+    v_dim: int = setting(..., "value features per head", "features", gt=0)
+    bias: bool = setting(False, "biases on the q_a, kv_a and output projections")
+    latent_eps: float = setting(1e-6, "eps of the RMSNorms on the q and kv latents", gt=0)
+    query_scale: float = setting(
+        None,
+        "softmax scale",
+        gt=0,
+        default_doc="(qk_nope_dim + qk_rope_dim) ** -0.5, times m(factor, mscale_all_dim)² when the layer's RoPE is YaRN with mscale_all_dim (DeepSeek's convention)",
+    )
+
+    @property
+    def head_dim(self) -> int:
+        """Query/key features per head."""
+        return self.qk_nope_dim + self.qk_rope_dim
+
+    @property
+    def rotary_base(self) -> int:
+        return self.qk_rope_dim
+
+    window: ClassVar[None] = None
+    chunk: ClassVar[None] = None
+    softcap: ClassVar[None] = None
+    sinks: ClassVar[bool] = False
+    temperature: ClassVar[None] = None
+    qk_norm: ClassVar[str] = "none"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,11 +315,146 @@ class GeGLU(IR):
     bias: bool = setting(False, "biases on the three projections")
 
 
-Ffn = Annotated[Union[Mlp, SwiGLU, GeGLU], Field(discriminator="kind")]
+class SoftmaxTopk(IR):
+    """Softmax over all experts, then the top_k probabilities (Qwen3-MoE)."""
+
+    kind: Literal["softmax_topk"] = "softmax_topk"
+    normalize: bool = setting(False, "rescale the chosen probabilities to sum to 1")
+    fp32: bool = setting(False, "compute the router logits in float32 (Grok); otherwise in the model's dtype (Qwen3-MoE)")
+    bias: bool = setting(False, "a bias on the router logits")
+    softcap: float | None = setting(None, "router logits become softcap · tanh(logits / softcap) (Grok)", gt=0)
+
+
+class TopkSoftmax(IR):
+    """The top_k logits, then a softmax over them (gpt-oss, Mixtral)."""
+
+    kind: Literal["topk_softmax"] = "topk_softmax"
+    bias: bool = setting(False, "a bias on the router logits (gpt-oss)")
+    softcap: float | None = setting(None, "router logits become softcap · tanh(logits / softcap)", gt=0)
+
+
+class Sigmoid(IR):
+    """Independent sigmoid scores (DeepSeek V3, Kimi K2, GLM-4.5), computed in float32.
+
+    With bias_correction, a learned per-expert bias is added to the scores to choose the
+    experts (aux-loss-free load balancing) but not to weight them. With groups, experts form
+    `groups` equal groups, and only the `top_groups` groups whose two best experts score highest
+    are eligible."""
+
+    kind: Literal["sigmoid"] = "sigmoid"
+    bias_correction: bool = setting(False, "a per-expert bias that steers the choice of experts, not their weights")
+    groups: int = setting(1, "expert groups for group-limited routing", gt=0)
+    top_groups: int = setting(1, "groups a token may choose experts from", gt=0)
+    normalize: bool = setting(False, "rescale the chosen scores to sum to 1")
+    scale: float = setting(1.0, "the routed experts' weights are multiplied by this (routed_scaling_factor)", gt=0)
+    bias: bool = setting(False, "a bias on the router logits")
+    softcap: float | None = setting(None, "router logits become softcap · tanh(logits / softcap)", gt=0)
+
+
+class TopkSigmoid(IR):
+    """The top_k logits, each through a sigmoid; the weight scales the expert's input, not its output (Llama 4)."""
+
+    kind: Literal["topk_sigmoid"] = "topk_sigmoid"
+    bias: bool = setting(False, "a bias on the router logits")
+    softcap: float | None = setting(None, "router logits become softcap · tanh(logits / softcap)", gt=0)
+
+
+Router = Annotated[Union[SoftmaxTopk, TopkSoftmax, Sigmoid, TopkSigmoid], Field(discriminator="kind")]
+
+
+class Silu(IR):
+    """SwiGLU experts: silu(gate) · up."""
+
+    kind: Literal["silu"] = "silu"
+
+
+class Gelu(IR):
+    """GeGLU experts: gelu(gate) · up (exact GELU)."""
+
+    kind: Literal["gelu"] = "gelu"
+
+
+class GeluTanh(IR):
+    """GeGLU experts with GELU's tanh approximation."""
+
+    kind: Literal["gelu_tanh"] = "gelu_tanh"
+
+
+class SwigluClamped(IR):
+    """gpt-oss's clamped SwiGLU: gate clamped above at limit, up to ±limit, then
+    (up + 1) · gate · sigmoid(alpha · gate)."""
+
+    kind: Literal["swiglu_clamped"] = "swiglu_clamped"
+    alpha: float = setting(1.702, "slope inside the sigmoid", gt=0)
+    limit: float = setting(7.0, "clamp of the gate (above) and of up (both sides)", gt=0)
+
+
+ExpertAct = Annotated[Union[Silu, Gelu, GeluTanh, SwigluClamped], Field(discriminator="kind")]
+
+
+class Moe(IR):
+    """Mixture of experts: a router sends each token to top_k of `experts` gated MLPs; shared
+    experts see every token."""
+
+    kind: Literal["moe"] = "moe"
+    experts: int = setting(..., "routed experts", gt=0)
+    top_k: int = setting(..., "experts per token", gt=0)
+    hidden: int = setting(..., "hidden width of each routed expert", "features", gt=0)
+    shared: int = setting(0, "shared experts, applied to every token (fused into one MLP of shared_hidden)")
+    shared_hidden: int | None = setting(None, "hidden width of the shared experts together", "features", gt=0, default_doc="hidden × shared")
+    act: ExpertAct = setting(Silu(), "the experts' gated activation: silu, gelu, gelu_tanh or swiglu_clamped(alpha, limit)")
+    bias: bool = setting(False, "biases on the experts' projections (gpt-oss)")
+    dense_hidden: int | None = setting(
+        None, "an always-on gated MLP beside the experts, with the experts' activation; the output is (experts + dense) / sqrt(2) (Grok)", "features", gt=0
+    )
+    router: Router = setting(..., "how tokens choose experts: softmax_topk, topk_softmax, sigmoid or topk_sigmoid")
+
+    @classmethod
+    def derive(cls, values, ctx, at):
+        if "shared_hidden" not in values and "hidden" in values:
+            values["shared_hidden"] = values["hidden"] * values.get("shared", 0) or None
+        return values
+
+    def check(self, ctx, at):
+        if self.top_k > self.experts:
+            raise error(at("top_k"), f"top_k {self.top_k} is larger than the {self.experts} experts")
+        if self.shared < 0:
+            raise error(at("shared"), f"'shared' must not be negative, found {self.shared}")
+        if self.shared == 0 and "shared_hidden" in self.model_fields_set and self.shared_hidden:
+            raise error(at("shared_hidden"), "shared_hidden is set but there are no shared experts", "set shared N")
+        r = self.router
+        if isinstance(r, Sigmoid):
+            if self.experts % r.groups:
+                raise error(at("router.groups"), f"{self.experts} experts do not split into {r.groups} equal groups")
+            if r.top_groups > r.groups:
+                raise error(at("router.top_groups"), f"top_groups {r.top_groups} is more than the {r.groups} groups")
+            per_group = self.experts // r.groups
+            if r.groups > 1 and per_group < 2:
+                raise error(at("router.groups"), f"groups of {per_group} expert: a group is scored by its two best experts")
+            if r.top_groups * per_group < self.top_k:
+                raise error(at("router.top_groups"), f"{r.top_groups} groups of {per_group} experts cannot supply top_k {self.top_k} experts")
+        if isinstance(r, TopkSigmoid) and not isinstance(self.act, Silu | Gelu | GeluTanh):
+            raise error(at("act"), "an input-gated router needs experts without biases or clamps")
+        if isinstance(r, TopkSigmoid) and self.bias:
+            raise error(at("bias"), "an input-gated router needs experts without biases (a zero input must give a zero output)")
+
+
+Ffn = Annotated[Union[Mlp, SwiGLU, GeGLU, Moe], Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------------------------------------
 # Blocks and the model
+
+
+def mla_default_scale(attention: "Mla", rope: "Rope | None") -> float:
+    """MLA's softmax scale when the spec sets none: 1/sqrt(query/key features), times YaRN's
+    m(factor, mscale_all_dim)² when the layer's RoPE is YaRN with mscale_all_dim (DeepSeek)."""
+    scale = attention.head_dim**-0.5
+    scaling = rope.scaling if rope is not None else None
+    if isinstance(scaling, YarnScaling) and scaling.mscale_all_dim:
+        m = 1.0 if scaling.factor <= 1 else 0.1 * scaling.mscale_all_dim * math.log(scaling.factor) + 1.0
+        scale = scale * m * m
+    return scale
 
 
 class Block(IR):
@@ -263,18 +466,29 @@ class Block(IR):
         "where the norms sit: pre `x + f(norm(x))` (Llama); post `x + norm(f(x))` (OLMo 2); sandwich "
         "`x + norm(f(norm(x)))` (Gemma 3); post_residual `norm(x + f(x))` (original Transformer)",
     )
-    attention: Attention = setting(..., "the attention sublayer")
+    attention: Annotated[Union[Attention, Mla], Field(discriminator="kind")] = setting(..., "the attention sublayer: mha, gqa, mqa or mla")
     rope: Rope | None = setting(None, "rotary positions; `rope none` or no rope at all means no positions in this layer (NoPE)")
-    ffn: Ffn = setting(..., "the feed-forward sublayer: mlp, swiglu or geglu")
+    ffn: Ffn = setting(..., "the feed-forward sublayer: mlp, swiglu, geglu or moe")
+
+    @classmethod
+    def derive(cls, values, ctx, at):
+        attention, rope = values.get("attention"), values.get("rope")
+        if isinstance(attention, Mla) and attention.query_scale is None:
+            values["attention"] = attention.model_copy(update={"query_scale": mla_default_scale(attention, rope)})
+        return values
 
     def check(self, ctx, at):
         if self.rope is not None:
-            rotary = self.rope.rotary_dim(self.attention.head_dim)
-            if rotary < 2 or rotary % 2 or rotary != self.attention.head_dim * self.rope.fraction:
+            base = self.attention.rotary_base
+            rotary = self.rope.rotary_dim(base)
+            if rotary < 2 or rotary % 2 or rotary != base * self.rope.fraction:
                 raise error(
                     at("rope.fraction"),
-                    f"rope fraction {self.rope.fraction} of head_dim {self.attention.head_dim} gives {self.attention.head_dim * self.rope.fraction:g} rotary features; it must be a positive even whole number",
+                    f"rope fraction {self.rope.fraction} of head_dim {base} gives {base * self.rope.fraction:g} rotary features; it must be a positive even whole number",
                 )
+        if isinstance(self.attention, Mla) and self.rope is None:
+            raise error(at("attention"), "mla attention needs RoPE: its qk_rope_dim features exist to carry positions")
+
 
 
 class Embedding(IR):
@@ -315,6 +529,7 @@ class Model(IR):
     embedding: Embedding = setting(Embedding(), "token embedding: tied, scale, learned positions")
     norm: Norm = setting(..., "the norm; also the default norm of every block")
     final_norm: bool = setting(True, "a norm after the last layer, before the output head")
+    output_scale: float | None = setting(None, "output logits are multiplied by this, before the final softcap (Grok: 0.5)", gt=0)
     final_softcap: float | None = setting(None, "output logits become c · tanh(logits / c) (Gemma 2, Grok)", gt=0)
     kinds: dict[str, Block]
     layer_kinds: tuple[str, ...]
@@ -348,6 +563,10 @@ class Model(IR):
                 out.append((i, i, kind))
         return out
 
+
+Attention.model_rebuild()
+Block.model_rebuild()
+Model.model_rebuild()
 
 # Which settings a spec may write where: model-level keys, and block keys (also allowed at model
 # level, as defaults for every block kind).

@@ -404,14 +404,14 @@ def _interpret(setting: Setting, kinds, member_fields: set[str], optional: bool)
     for arg in rest:
         children.append(_child(setting, arg, setting.key))
     for arg in keywords:
-        children.append(Setting(pos=arg.pos, key=arg.name, args=(arg.value,)))
+        children.append(Setting(pos=arg.pos, key=arg.name, args=arg.values))
     children.extend(setting.body or ())
     return kind, children, False
 
 
 def _child(setting: Setting, arg, where: str) -> Setting:
     if isinstance(arg, KeywordArgument):
-        return Setting(pos=arg.pos, key=arg.name, args=(arg.value,))
+        return Setting(pos=arg.pos, key=arg.name, args=arg.values)
     if isinstance(arg, Name):
         return Setting(pos=arg.pos, key=arg.name)  # a switch, or a setting that has a default for its bare form
     raise error(arg.pos, f"unexpected value in {where}", "write settings as name=value, or a switch by its name")

@@ -8,12 +8,14 @@ Definitions
 - active_params: parameters one token's forward pass uses (equal to total for dense models).
 - embedding_params: the token embedding matrix (learned positions are counted separately).
 - kv_cache_bytes_per_token: bytes one more token adds to the cache, summed over layers
-  (each layer stores a key and a value of kv_heads · head_dim features).
-- kv_cache_bytes: the cache at `context` tokens; a sliding-window layer keeps at most `window`.
-- flops_per_token: forward FLOPs of one token that attends to `context` tokens (a decode step):
-  2 · (active matmul parameters, the output head included) + per layer
-  4 · heads · head_dim · visible tokens (scores q·k and the weighted sum of values),
-  where visible = min(context, window) on sliding-window layers.
+  (a key and a value of kv_heads · head_dim features each; MLA: kv_rank + qk_rope_dim).
+- kv_cache_bytes: the cache at `context` tokens; sliding-window and chunked layers keep at
+  most `window` / `chunk` tokens.
+- flops_per_token: forward FLOPs of the last token of a `context`-token sequence (a decode
+  step): 2 · (active matmul parameters: projections, router, chosen and shared experts, output
+  head) + per layer (score and value FLOPs per key) · visible keys, where a key costs
+  4 · heads · head_dim (MLA: 2 · heads · (qk_nope_dim + qk_rope_dim + v_dim)) and visible keys
+  are min(context, window) on window layers, (context - 1) mod chunk + 1 on chunked layers.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ def norm_params(norm: ir.RMSNorm | ir.LayerNorm, dim: int) -> int:
     return dim
 
 
-def attention_params(att: ir.Attention, d_model: int, norm) -> int:
+def attention_params(att: ir.Attention | ir.Mla, d_model: int, norm) -> int:
+    if isinstance(att, ir.Mla):
+        return mla_params(att, d_model)
     q_out = att.heads * att.head_dim
     kv_out = att.kv_heads * att.head_dim
     n = d_model * q_out + 2 * d_model * kv_out + q_out * d_model
@@ -43,21 +47,71 @@ def attention_params(att: ir.Attention, d_model: int, norm) -> int:
         n += 2 * norm_params(norm, att.head_dim)
     elif att.qk_norm == "full":
         n += norm_params(norm, q_out) + norm_params(norm, kv_out)
+    if att.sinks:
+        n += att.heads
     return n
 
 
-def attention_matmul_params(att: ir.Attention, d_model: int) -> int:
+def mla_params(att: ir.Mla, d_model: int) -> int:
+    qk = att.qk_nope_dim + att.qk_rope_dim
+    if att.q_rank is None:
+        q = d_model * att.heads * qk
+    else:
+        q = d_model * att.q_rank + att.q_rank + att.q_rank * att.heads * qk  # q_a, its norm, q_b
+        q += att.q_rank if att.bias else 0
+    kv = d_model * (att.kv_rank + att.qk_rope_dim) + att.kv_rank  # kv_a and its norm
+    kv += (att.kv_rank + att.qk_rope_dim) if att.bias else 0
+    kv += att.kv_rank * att.heads * (att.qk_nope_dim + att.v_dim)  # kv_b
+    o = att.heads * att.v_dim * d_model + (d_model if att.bias else 0)
+    return q + kv + o
+
+
+def attention_matmul_params(att: ir.Attention | ir.Mla, d_model: int) -> int:
     """Weights of the projections (what a token multiplies by)."""
+    if isinstance(att, ir.Mla):
+        qk = att.qk_nope_dim + att.qk_rope_dim
+        q = d_model * att.heads * qk if att.q_rank is None else d_model * att.q_rank + att.q_rank * att.heads * qk
+        kv = d_model * (att.kv_rank + att.qk_rope_dim) + att.kv_rank * att.heads * (att.qk_nope_dim + att.v_dim)
+        return q + kv + att.heads * att.v_dim * d_model
     return d_model * att.head_dim * (2 * att.heads + 2 * att.kv_heads)
 
 
-def ffn_params(ffn: ir.Mlp | ir.SwiGLU | ir.GeGLU, d_model: int) -> int:
+def attention_flops_per_key(att: ir.Attention | ir.Mla) -> int:
+    """FLOPs one query spends on one visible key: its score and its share of the weighted values."""
+    if isinstance(att, ir.Mla):
+        return 2 * att.heads * (att.qk_nope_dim + att.qk_rope_dim + att.v_dim)
+    return 4 * att.heads * att.head_dim
+
+
+def expert_params(ffn: ir.Moe, d_model: int) -> int:
+    """One routed expert: its gate, up and down matrices (and their biases)."""
+    return 3 * d_model * ffn.hidden + ((2 * ffn.hidden + d_model) if ffn.bias else 0)
+
+
+def ffn_params(ffn, d_model: int) -> int:
+    if isinstance(ffn, ir.Moe):
+        router = ffn.experts * d_model + (ffn.experts if ffn.router.bias else 0)
+        shared = 3 * d_model * ffn.shared_hidden if ffn.shared else 0
+        dense = 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0
+        return ffn.experts * expert_params(ffn, d_model) + router + shared + dense
     if isinstance(ffn, ir.Mlp):
         return 2 * d_model * ffn.hidden + ((ffn.hidden + d_model) if ffn.bias else 0)
     return 3 * d_model * ffn.hidden + ((2 * ffn.hidden + d_model) if ffn.bias else 0)
 
 
+def ffn_active_params(ffn, d_model: int) -> int:
+    """Parameters one token uses: all but the experts it was not routed to."""
+    if isinstance(ffn, ir.Moe):
+        return ffn_params(ffn, d_model) - (ffn.experts - ffn.top_k) * expert_params(ffn, d_model)
+    return ffn_params(ffn, d_model)
+
+
 def ffn_matmul_params(ffn, d_model: int) -> int:
+    """Weights one token multiplies by (router, chosen and shared experts for a MoE)."""
+    if isinstance(ffn, ir.Moe):
+        shared = 3 * d_model * ffn.shared_hidden if ffn.shared else 0
+        dense = 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0
+        return ffn.experts * d_model + ffn.top_k * 3 * d_model * ffn.hidden + shared + dense
     return (2 if isinstance(ffn, ir.Mlp) else 3) * d_model * ffn.hidden
 
 
@@ -68,9 +122,26 @@ def block_norm_params(block: ir.Block, d_model: int) -> int:
     return NORMS_PER_BLOCK[block.norms] * norm_params(block.norm, d_model)
 
 
-def kv_features(att: ir.Attention) -> int:
-    """Features one token stores per layer (key and value)."""
+def kv_features(att: ir.Attention | ir.Mla) -> int:
+    """Features one token stores per layer: its keys and values, or MLA's latent and shared rope key."""
+    if isinstance(att, ir.Mla):
+        return att.kv_rank + att.qk_rope_dim
     return 2 * att.kv_heads * att.head_dim
+
+
+def visible_keys(att, context: int) -> int:
+    """Keys the last of `context` tokens attends to (and a cache must keep for it)."""
+    if att.window is not None:
+        return min(context, att.window)
+    if att.chunk is not None:
+        return (context - 1) % att.chunk + 1
+    return context
+
+
+def cached_tokens(att, context: int) -> int:
+    """Tokens a layer's KV cache holds at `context`: a window or chunk bounds it."""
+    bound = att.window or att.chunk
+    return context if bound is None else min(context, bound)
 
 
 # ---- the whole model -------------------------------------------------------------------------
@@ -113,7 +184,8 @@ def layer_stats(model: ir.Model, layer: int) -> LayerStats:
     ffn = ffn_params(block.ffn, model.d_model)
     norms = block_norm_params(block, model.d_model)
     total = att + ffn + norms
-    return LayerStats(layer, model.layer_kinds[layer], att, ffn, norms, total, total)
+    active = total - ffn + ffn_active_params(block.ffn, model.d_model)
+    return LayerStats(layer, model.layer_kinds[layer], att, ffn, norms, total, active)
 
 
 def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") -> Stats:
@@ -154,11 +226,10 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         n = _count_kind(model, kind)
         att = block.attention
         per_token = kv_features(att) * bytes_per
-        visible = context if att.window is None else min(context, att.window)
         kv_per_token += n * per_token
-        kv_total += n * per_token * visible
+        kv_total += n * per_token * cached_tokens(att, context)
         matmul = attention_matmul_params(att, model.d_model) + ffn_matmul_params(block.ffn, model.d_model)
-        flops += n * (2 * matmul + 4 * att.heads * att.head_dim * visible)
+        flops += n * (2 * matmul + attention_flops_per_key(att) * visible_keys(att, context))
     return Stats(
         total_params=total,
         active_params=active,

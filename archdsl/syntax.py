@@ -106,7 +106,7 @@ class Binary(Node):
 
 class KeywordArgument(Node):
     name: str
-    value: "Expr"
+    values: tuple["Expr", ...]  # one value; inside a call, possibly several words (bias=q k v)
 
 
 Expr = Union[Number, Name, String, Call, Unary, Binary]
@@ -249,8 +249,10 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def keyword_argument(self, meta, children):
-        name, value = children
-        return KeywordArgument(pos=self._p(name), name=str(name), value=value)
+        name, *values = children
+        return KeywordArgument(pos=self._p(name), name=str(name), values=tuple(values))
+
+    call_keyword_argument = keyword_argument
 
     def _binary(op):
         @v_args(meta=True)

@@ -7,6 +7,11 @@ widths keep their ratio to d_model; windows become at most 8 tokens; the
 vocabulary at most 256; the context at most 256. Values that follow a rule in the full model
 keep following it (an embedding scale of sqrt(d_model), a query scale of head_dim ** -0.5);
 other constants (RoPE theta and scaling, eps, softcaps, explicit query scales) are kept.
+
+MLA ranks become q_rank 32, kv_rank 16, qk_nope_dim 16, qk_rope_dim 8, v_dim 16 (4 heads).
+A MoE keeps top_k, its shared experts and its router, with at most 16 experts: DESIGN asks for
+at most 8, but top-8 models (DeepSeek, Qwen3, GLM) would then route every token to every
+expert, and the routing would go untested; expert groups keep at least 2 experts each.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from . import ir
 
 D_MODEL = 64
 HEAD_DIM = 16
-MAX_WINDOW = 8
+MAX_WINDOW = 8  # also attention chunks and the temperatures' position scales
 MAX_VOCAB = 256
 MAX_CONTEXT = 256
+MAX_EXPERTS = 16
 
 
 def tiny_layers(kinds: tuple[str, ...]) -> tuple[str, ...]:
@@ -56,9 +62,23 @@ def tiny_d_model(model: ir.Model) -> int:
     """64, or heads × 16 when the model ties head_dim to d_model / heads (so that it still does)."""
     for kind in model.used_kinds:
         a = model.kinds[kind].attention
-        if a.heads * a.head_dim == model.d_model:
+        if isinstance(a, ir.Attention) and a.heads * a.head_dim == model.d_model:
             return _heads(a)[0] * HEAD_DIM
     return D_MODEL
+
+
+def _mla(a: ir.Mla) -> ir.Mla:
+    return a.model_copy(
+        update={"heads": 4, "q_rank": None if a.q_rank is None else 32, "kv_rank": 16, "qk_nope_dim": 16, "qk_rope_dim": 8, "v_dim": 16}
+    )
+
+
+def _temperature(t):
+    if isinstance(t, ir.LogSteps):
+        return t.model_copy(update={"floor_scale": min(t.floor_scale, 4)})
+    if isinstance(t, ir.LogPosition):
+        return t.model_copy(update={"length": min(t.length, MAX_WINDOW)})
+    return t
 
 
 def _attention(a: ir.Attention) -> ir.Attention:
@@ -70,17 +90,41 @@ def _attention(a: ir.Attention) -> ir.Attention:
             "kv_heads": kv,
             "head_dim": HEAD_DIM,
             "window": None if a.window is None else min(a.window, MAX_WINDOW),
+            "chunk": None if a.chunk is None else min(a.chunk, MAX_WINDOW),
+            "temperature": _temperature(a.temperature),
             "query_scale": HEAD_DIM**-0.5 if default_scale else a.query_scale,
         }
     )
 
 
 def _ffn(f, full_d_model: int, d_model: int):
-    return f.model_copy(update={"hidden": _width(f.hidden, full_d_model, d_model)})
+    width = lambda w: None if w is None else _width(w, full_d_model, d_model)  # noqa: E731
+    if not isinstance(f, ir.Moe):
+        return f.model_copy(update={"hidden": width(f.hidden)})
+    experts = min(f.experts, MAX_EXPERTS)
+    router = f.router
+    if isinstance(router, ir.Sigmoid) and router.groups > 1:
+        groups = min(router.groups, experts // 2)
+        router = router.model_copy(update={"groups": groups, "top_groups": min(router.top_groups, groups)})
+    return f.model_copy(
+        update={
+            "experts": experts,
+            "hidden": width(f.hidden),
+            "shared_hidden": width(f.shared_hidden),
+            "dense_hidden": width(f.dense_hidden),
+            "router": router,
+        }
+    )
 
 
 def _block(b: ir.Block, full_d_model: int, d_model: int) -> ir.Block:
-    return b.model_copy(update={"attention": _attention(b.attention), "ffn": _ffn(b.ffn, full_d_model, d_model)})
+    if isinstance(b.attention, ir.Mla):
+        attention = _mla(b.attention)
+        explicit = not math.isclose(b.attention.query_scale, ir.mla_default_scale(b.attention, b.rope), rel_tol=1e-12)
+        attention = attention.model_copy(update={"query_scale": b.attention.query_scale if explicit else ir.mla_default_scale(attention, b.rope)})
+    else:
+        attention = _attention(b.attention)
+    return b.model_copy(update={"attention": attention, "ffn": _ffn(b.ffn, full_d_model, d_model)})
 
 
 def tiny(model: ir.Model) -> ir.Model:

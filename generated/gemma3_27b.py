@@ -29,12 +29,12 @@ class Config:
     n_heads: int = 32  # query heads
     n_kv_heads: int = 16  # key/value heads
     head_dim: int = 128  # features per attention head
-    query_scale: float = 0.07715167498104596  # softmax scale (instead of head_dim ** -0.5)
+    query_scale: float = 0.07715167498104596  # softmax scale of the attention scores
     window: int = 1024  # sliding window: a query sees the last `window` tokens (local layers)
-    ffn_hidden: int = 21_504  # hidden width of the feed-forward
     local_rope_theta: float = 10_000.0  # RoPE base (local layers)
     global_rope_theta: float = 1_000_000.0  # RoPE base (global layers)
     rope_factor: float = 8.0  # RoPE scaling factor (global layers)
+    ffn_hidden: int = 21_504  # hidden width of the dense feed-forward
     # the kind of each layer, in order
     layer_types: tuple[str, ...] = (("local",) * 5 + ("global",)) * 10 + ("local",) * 2
     embedding_scale: float = 73.32121111929344  # token embeddings are multiplied by this
@@ -121,7 +121,7 @@ class Attention(nn.Module):
         # each key/value head serves `groups` query heads
         k = k.repeat_interleave(self.groups, dim=1)
         v = v.repeat_interleave(self.groups, dim=1)
-        # a mask for sliding-window layers; plain causal attention otherwise
+        # a mask for windowed or chunked layers; plain causal attention otherwise
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale
         )
@@ -183,21 +183,21 @@ class Model(nn.Module):
         x = self.embed_tokens(input_ids)
         # embeddings scaled up; the scale is first rounded to x's dtype, as in the reference
         x = x * torch.tensor(c.embedding_scale, dtype=x.dtype)
-        # RoPE: cos and sin tables for these positions, one per kind of layer
-        local_cos_sin = rope_tables(
+        # RoPE: cos and sin tables for these positions
+        cos_sin_local = rope_tables(
             positions, rope_frequencies(c.head_dim, c.local_rope_theta, x.device), x.dtype
         )
-        global_cos_sin = rope_tables(
+        cos_sin_global = rope_tables(
             positions,
             linear_scaling(
                 rope_frequencies(c.head_dim, c.global_rope_theta, x.device), c.rope_factor
             ),
             x.dtype,
         )
-        rope = {"local": local_cos_sin, "global": global_cos_sin}
+        rope = {"local": cos_sin_local, "global": cos_sin_global}
         # attention masks: True where a query may attend a key
-        local_mask = sliding_window_mask(positions, c.window)
-        mask = {"local": local_mask, "global": None}
+        mask_local = sliding_window_mask(positions, c.window)
+        mask = {"local": mask_local, "global": None}
         for layer, layer_type in zip(self.layers, c.layer_types):
             x = layer(x, rope[layer_type], mask[layer_type])
         x = self.norm(x)

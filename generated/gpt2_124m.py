@@ -27,7 +27,7 @@ class Config:
     norm_eps: float = 1e-05  # norm epsilon
     n_heads: int = 12  # query heads
     head_dim: int = 64  # features per attention head
-    ffn_hidden: int = 3072  # hidden width of the feed-forward
+    ffn_hidden: int = 3072  # hidden width of the dense feed-forward
     n_layers: int = 12  # number of layers
 
 

@@ -29,12 +29,12 @@ class Config:
     n_heads: int = 32  # query heads
     n_kv_heads: int = 8  # key/value heads
     head_dim: int = 64  # features per attention head
-    ffn_hidden: int = 8192  # hidden width of the feed-forward
     rope_theta: float = 500_000.0  # RoPE base
     rope_factor: float = 32.0  # RoPE scaling factor
     rope_original_context: int = 8192  # context of pre-training, before RoPE scaling
     rope_low_freq_factor: float = 1.0  # llama3 scaling: low-frequency factor
     rope_high_freq_factor: float = 4.0  # llama3 scaling: high-frequency factor
+    ffn_hidden: int = 8192  # hidden width of the dense feed-forward
     n_layers: int = 16  # number of layers
 
 

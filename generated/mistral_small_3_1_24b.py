@@ -28,8 +28,8 @@ class Config:
     n_heads: int = 32  # query heads
     n_kv_heads: int = 8  # key/value heads
     head_dim: int = 128  # features per attention head
-    ffn_hidden: int = 32_768  # hidden width of the feed-forward
     rope_theta: float = 1_000_000_000.0  # RoPE base
+    ffn_hidden: int = 32_768  # hidden width of the dense feed-forward
     n_layers: int = 40  # number of layers
 
 

@@ -27,8 +27,8 @@ class Config:
     norm_eps: float = 1e-06  # norm epsilon
     n_heads: int = 32  # query heads
     head_dim: int = 128  # features per attention head
-    ffn_hidden: int = 11_008  # hidden width of the feed-forward
     rope_theta: float = 500_000.0  # RoPE base
+    ffn_hidden: int = 11_008  # hidden width of the dense feed-forward
     n_layers: int = 32  # number of layers
 
 

@@ -29,8 +29,8 @@ class Config:
     n_heads: int = 16  # query heads
     n_kv_heads: int = 4  # key/value heads
     head_dim: int = 128  # features per attention head
-    ffn_hidden: int = 11_008  # hidden width of the feed-forward
     rope_theta: float = 5_000_000.0  # RoPE base (rope layers)
+    ffn_hidden: int = 11_008  # hidden width of the dense feed-forward
     # the kind of each layer, in order
     layer_types: tuple[str, ...] = (("rope",) * 3 + ("nope",)) * 9
 
@@ -95,7 +95,7 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
-        if rope is not None:  # NoPE layers have no positions at all
+        if rope is not None:  # layers without RoPE have no positions at all
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         # each key/value head serves `groups` query heads
         k = k.repeat_interleave(self.groups, dim=1)
@@ -156,10 +156,10 @@ class Model(nn.Module):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.embed_tokens(input_ids)
         # RoPE: cos and sin tables for these positions
-        rope_cos_sin = rope_tables(
+        cos_sin_rope = rope_tables(
             positions, rope_frequencies(c.head_dim, c.rope_theta, x.device), x.dtype
         )
-        rope = {"rope": rope_cos_sin, "nope": None}
+        rope = {"rope": cos_sin_rope, "nope": None}
         for layer, layer_type in zip(self.layers, c.layer_types):
             x = layer(x, rope[layer_type])
         x = self.norm(x)

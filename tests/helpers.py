@@ -69,8 +69,8 @@ def hf_config(config: dict):
 
 
 def hf_reference(config: dict, seed: int = 0, noise: float = 0.05):
-    """A random Hugging Face model of `config`, eager attention, fp32, every parameter perturbed
-    (so that norms, biases and zero-initialised weights are not at their initial values)."""
+    """A random Hugging Face model of `config`, eager attention, fp32, every parameter and saved
+    buffer perturbed (so that norms, biases, sinks and router biases are not at their initial values)."""
     import torch
     import transformers
 
@@ -79,5 +79,9 @@ def hf_reference(config: dict, seed: int = 0, noise: float = 0.05):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * noise)
+        saved = model.state_dict()
+        for name, buffer in model.named_buffers():  # e.g. routers' load-balancing biases
+            if name in saved and buffer.is_floating_point():
+                buffer.add_(torch.randn_like(buffer) * noise)
     return model.eval()
 

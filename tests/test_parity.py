@@ -126,3 +126,46 @@ def test_original_gpt2_checkpoint_layout(tmp_path):
     ids = torch.randint(0, config["vocab_size"], (1, 9))
     with torch.no_grad():
         torch.testing.assert_close(model(ids), reference(ids).logits, rtol=RTOL, atol=RTOL)
+
+
+# Each line of generated code below is replaced by a subtly wrong one; parity must then fail.
+# This shows that the tiny models exercise the feature (a window, a clamp, a router's groups).
+SABOTAGE = [
+    ("deepseek-v3", 'choice = grouped.masked_fill(~allowed[..., None], float("-inf")).view(x.shape[0], -1)', "choice = grouped.view(x.shape[0], -1)"),
+    ("deepseek-v3", "choice = scores + self.e_score_correction_bias", "choice = scores"),
+    ("deepseek-v3", "q_rope = apply_rope_interleaved(q_rope, *rope)", "q_rope = apply_rope(q_rope, *rope)"),
+    ("qwen3-235b-a22b", "weights = weights / weights.sum(dim=-1, keepdim=True)", "pass"),
+    ("gpt-oss-20b", "weights = torch.softmax(torch.cat((scores, sinks), dim=-1), dim=-1)[..., :-1]", "weights = torch.softmax(scores, dim=-1)"),
+    ("gpt-oss-clamp", "gate = gate.clamp(max=self.limit)", "pass"),
+    ("llama4-maverick", "routed = self.experts((x[token] * weight).to(x.dtype), offsets)", "routed = self.experts(x[token], offsets) * weight"),
+    ("llama4-maverick", "q = (q * temperature[:, None]).to(q.dtype)", "pass"),
+    ("llama4-scout-like", "q, k = l2_norm(q, self.qk_norm_eps), l2_norm(k, self.qk_norm_eps)", "pass"),
+    ("gemma3-27b", "return (distance >= 0) & (distance < window)", "return distance >= 0"),
+    ("gemma-softcap", "scores = self.softcap * torch.tanh(scores / self.softcap)", "pass"),
+]
+
+
+@pytest.mark.parametrize("name, line, replacement", SABOTAGE, ids=[f"{n}:{i}" for i, (n, _, _) in enumerate(SABOTAGE)])
+def test_parity_catches_a_wrong_line(name, line, replacement, tmp_path):
+    from archdsl.cli import main
+
+    from helpers import SPECS, import_path, spec_path
+
+    tiny = name in SPECS
+    config = export_config(name, tiny=tiny)
+    reference = hf_reference(config)
+    reference.save_pretrained(tmp_path / "checkpoint")
+    assert main(["generate", str(spec_path(name)), "-o", str(tmp_path / "gen")] + (["--tiny"] if tiny else [])) == 0
+    path = next((tmp_path / "gen").glob("*.py"))
+    source = path.read_text()
+    assert source.count(line) >= 1, f"the line to sabotage is not in the generated {name} module"
+    indent = source[: source.index(line)].rsplit("\n", 1)[1]
+    path.write_text(source.replace(line, replacement if replacement != "pass" else "pass  # sabotaged").replace(indent + "pass  # sabotaged", indent + "pass"))
+    module = import_path(path)
+    with torch.device("meta"):
+        ours = module.Model(module.Config())
+    ours.load_hf_checkpoint(tmp_path / "checkpoint")
+    ids = torch.randint(0, config["vocab_size"], (2, SEQ))
+    with torch.no_grad():
+        error = ((ours(ids) - reference(ids).logits).abs().max() / reference(ids).logits.abs().max()).item()
+    assert error > 1e-3, f"{name}: the sabotaged model still matches (error {error:.1e}); the feature is not exercised"
