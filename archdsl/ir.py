@@ -411,8 +411,8 @@ class Moe(IR):
 
     @classmethod
     def derive(cls, values, ctx, at):
-        if "shared_hidden" not in values and "hidden" in values:
-            values["shared_hidden"] = values["hidden"] * values.get("shared", 0) or None
+        if "shared_hidden" not in values and "hidden" in values and values.get("shared", 0) > 0:
+            values["shared_hidden"] = values["hidden"] * values["shared"]
         return values
 
     def check(self, ctx, at):
@@ -433,10 +433,15 @@ class Moe(IR):
                 raise error(at("router.groups"), f"groups of {per_group} expert: a group is scored by its two best experts")
             if r.top_groups * per_group < self.top_k:
                 raise error(at("router.top_groups"), f"{r.top_groups} groups of {per_group} experts cannot supply top_k {self.top_k} experts")
-        if isinstance(r, TopkSigmoid) and not isinstance(self.act, Silu | Gelu | GeluTanh):
-            raise error(at("act"), "an input-gated router needs experts without biases or clamps")
-        if isinstance(r, TopkSigmoid) and self.bias:
-            raise error(at("bias"), "an input-gated router needs experts without biases (a zero input must give a zero output)")
+        plain = isinstance(self.act, Silu | Gelu | GeluTanh)
+        if isinstance(r, TopkSigmoid) and (not plain or self.bias):
+            raise error(
+                at("router"),
+                "a topk_sigmoid router scales the experts' input, so unchosen experts must turn a zero input into zero",
+                "use experts without biases and with a plain activation (silu, gelu or gelu_tanh)",
+            )
+        if not plain and (self.shared or self.dense_hidden):
+            raise error(at("act"), f"shared experts and the dense MLP use a plain gated activation, not {self.act.kind}", "use silu, gelu or gelu_tanh")
 
 
 Ffn = Annotated[Union[Mlp, SwiGLU, GeGLU, Moe], Field(discriminator="kind")]

@@ -24,7 +24,11 @@ def number(value: Any) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 1e16:
             return number(int(value))
-        return repr(value)
+        text = repr(value)
+        if "e" in text:  # 1e-05 → 1e-5
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}e{int(exponent)}"
+        return text
     raise TypeError(value)
 
 
@@ -141,10 +145,12 @@ def to_spec(model: ir.Model, comment: str | None = None) -> str:
             texts.append(k if t == "" else f"{k}={t}")
         lines.append("  embedding " + " ".join(texts))
     lines.append(f"  {_setting('norm', model.norm, model.d_model)}")
-    if not model.final_norm:
-        lines.append("  final_norm false")
-    if model.final_softcap is not None:
-        lines.append(f"  final_softcap {number(model.final_softcap)}")
+    for key, field in settable_fields(ir.Model).items():
+        if key in ("hf", "vocab", "d_model", "context", "embedding", "norm"):
+            continue
+        value = getattr(model, key)
+        if value != field.default:
+            lines.append(f"  {_setting(key, value, model.d_model) if value is not False else key + ' false'}")
     first_name = model.used_kinds[0]
     first = model.kinds[first_name]
     for name in model.used_kinds:

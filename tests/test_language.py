@@ -30,6 +30,9 @@ def spec(model: str = "", block: str | None = None, layers: str = "2 x b", extra
 """
 
 
+MOE = "    attention gqa(heads=4, kv_heads=2)\n    ffn moe({})"
+
+
 def located(text: str) -> tuple[str, int, int]:
     index = text.index(MARK)
     before = text[:index]
@@ -66,7 +69,7 @@ CASES = [
     ("model needs", f"model {MARK}m {{\n  vocab 10\n  d_model 8\n  context 4\n  block b {{ attention mha(heads=2); ffn mlp(hidden=8) }}\n  layers 1 x b\n}}\n", "the model needs 'norm'", None),
     ("duplicate setting", spec(model=f"  {MARK}vocab 3"), "duplicate setting 'vocab' (first set at line 2, column 3)", None),
     ("duplicate in a kind", spec(block=f"    attention gqa(heads=4, kv_heads=2, {MARK}heads=4)\n    ffn swiglu(hidden=64)"), "duplicate setting 'heads' (first set at line 8, column 19)", None),
-    ("kind needed", spec(block=f"    {MARK}attention {{ heads 4 }}\n    ffn swiglu(hidden=64)"), "'attention' needs a kind: mha, gqa or mqa", "for example: attention mha(...)"),
+    ("kind needed", spec(block=f"    {MARK}attention {{ heads 4 }}\n    ffn swiglu(hidden=64)"), "'attention' needs a kind: mha, gqa, mqa or mla", "for example: attention mha(...)"),
     ("unknown kind", spec(block=f"    attention {MARK}gpa(heads=4)\n    ffn swiglu(hidden=64)"), "unknown attention kind 'gpa'", "did you mean 'gqa'?"),
     ("scalar with a body", spec(model=f"  {MARK}final_softcap {{ x 1 }}"), "'final_softcap' takes a value, not a { } block", None),
     ("scalar with key=value", spec(model=f"  final_softcap {MARK}x=1"), "'final_softcap' takes a value, not x=...", "write: final_softcap VALUE"),
@@ -119,6 +122,17 @@ CASES = [
     ("range overlap", spec(layers=f"0..3 b, {MARK}2..4 b"), "range 2..4 overlaps the layers before it, which end at layer 3", None),
     ("range backwards", spec(layers=f"0..3 b, 4..{MARK}2 b"), "range 4..2 ends before it starts", None),
     # --- consistency (validators of the IR types) ----------------------------------------------
+    ("window and chunk", spec(block=f"    attention gqa(heads=4, kv_heads=2, window=4, {MARK}chunk=8)\n    ffn swiglu(hidden=64)"), "a layer has either a sliding window or attention chunks, not both", None),
+    ("mla needs rope", spec(block=f"    {MARK}attention mla(heads=4, kv_rank=8, qk_nope_dim=8, qk_rope_dim=4, v_dim=8)\n    ffn swiglu(hidden=64)"), "mla attention needs RoPE: its qk_rope_dim features exist to carry positions", None),
+    ("top_k", spec(block=MOE.format(f"experts=4, {MARK}top_k=5, hidden=8, router=softmax_topk")), "top_k 5 is larger than the 4 experts", None),
+    ("shared negative", spec(block=MOE.format(f"experts=4, top_k=2, hidden=8, {MARK}shared=-1, router=softmax_topk")), "'shared' must not be negative, found -1", None),
+    ("shared_hidden alone", spec(block=MOE.format(f"experts=4, top_k=2, hidden=8, {MARK}shared_hidden=16, router=softmax_topk")), "shared_hidden is set but there are no shared experts", "set shared N"),
+    ("groups split", spec(block=MOE.format(f"experts=6, top_k=2, hidden=8, router=sigmoid({MARK}groups=4)")), "6 experts do not split into 4 equal groups", None),
+    ("top_groups", spec(block=MOE.format(f"experts=8, top_k=2, hidden=8, router=sigmoid(groups=2, {MARK}top_groups=3)")), "top_groups 3 is more than the 2 groups", None),
+    ("group size", spec(block=MOE.format(f"experts=8, top_k=2, hidden=8, router=sigmoid({MARK}groups=8)")), "groups of 1 expert: a group is scored by its two best experts", None),
+    ("groups supply", spec(block=MOE.format(f"experts=8, top_k=3, hidden=8, router=sigmoid(groups=4, {MARK}top_groups=1)")), "1 groups of 2 experts cannot supply top_k 3 experts", None),
+    ("input gating", spec(block=MOE.format(f"experts=8, top_k=1, hidden=8, bias, {MARK}router=topk_sigmoid")), "a topk_sigmoid router scales the experts' input, so unchosen experts must turn a zero input into zero", "use experts without biases and with a plain activation (silu, gelu or gelu_tanh)"),
+    ("shared act", spec(block=MOE.format(f"experts=8, top_k=1, hidden=8, shared=1, {MARK}act=swiglu_clamped, router=topk_softmax")), "shared experts and the dense MLP use a plain gated activation, not swiglu_clamped", "use silu, gelu or gelu_tanh"),
     ("gqa kv_heads", spec(block=f"    attention {MARK}gqa(heads=4)\n    ffn swiglu(hidden=64)"), "gqa attention needs kv_heads", "add kv_heads N, or use mha (kv_heads = heads) or mqa (kv_heads = 1)"),
     ("head_dim not divisible", spec(block=f"    attention gqa({MARK}heads=6, kv_heads=2)\n    ffn swiglu(hidden=64)"), "head_dim is not set and d_model 64 is not divisible by heads 6", "set head_dim explicitly"),
     ("mha kv", spec(block=f"    attention mha(heads=4, {MARK}kv_heads=2)\n    ffn swiglu(hidden=64)"), "mha has one key/value head per query head, but kv_heads 2 != heads 4", "use gqa for grouped key/value heads"),

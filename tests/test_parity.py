@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 # Seed specs are shrunk with --tiny; feature fixtures are small already and run as written.
-CASES = [(s, True) for s in SPECS if family_of(load_model(s))[0] is not None] + [(f, False) for f in FEATURES]
+CASES = [(s, True) for s in SPECS if family_of(load_model(s))[0] is not None] + [(f, False) for f in FEATURES if family_of(load_model(f))[0] is not None]
 SEQ = 40  # longer than every window of the tiny and feature models (at most 8 tokens)
 RTOL = 1e-5
 
