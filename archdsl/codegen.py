@@ -169,6 +169,7 @@ class Plan:
     attention_classes: list[dict] = field(default_factory=list)
     ffn_classes: list[dict] = field(default_factory=list)
     moe: dict | None = None
+    mtp: dict | None = None
     block_classes: list[dict] = field(default_factory=list)
     block_table: list[tuple[str, str, bool]] = field(default_factory=list)
     layer_args_signature: str = ""
@@ -661,6 +662,26 @@ class _Planner:
         self.plan.block_table = [(k, b["name"], b["takes_layer_type"]) for b in self.plan.block_classes for k in b["kinds"]]
         return "make_block(config, layer_type) for layer_type in config.layer_types"
 
+    def mtp(self) -> None:
+        """The multi-token-prediction modules: a block of the last layer's kind, and their own sizes."""
+        m = self.model
+        if not m.mtp:
+            return
+        kind = m.layer_kinds[-1]
+        if len(self.plan.block_classes) > 1:
+            block = f'make_block(config, "{kind}")'
+        else:
+            b = self.plan.block_classes[0]
+            block = f'{b["name"]}(config, "{kind}")' if b["takes_layer_type"] else f'{b["name"]}(config)'
+        self.cfg.add("mtp_depth", m.mtp, "multi-token-prediction modules the spec declares")
+        self.cfg.add("build_mtp", False, "build them (they are not needed to run the model)", "bool")
+        self.plan.mtp = {
+            "norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps["model"]),
+            "block": block,
+            "setup_lines": [line for line in self.setup if not line.startswith("#")],
+            "block_args": self.loop_args.replace("[layer_type]", f'["{kind}"]'),
+        }
+
     def finish(self, title: str, layers_expr: str) -> None:
         m = self.model
         emb_scale = output_scale = final_softcap = None
@@ -729,6 +750,7 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     ffn_ctor = planner.ffn_classes()
     planner.block_classes(attention_ctor, ffn_ctor)
     layers_expr = planner.layers()
+    planner.mtp()
     planner.finish(title, layers_expr)
     return plan
 

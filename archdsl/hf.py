@@ -88,8 +88,9 @@ def _rope_parameters(rope: ir.Rope) -> dict:
             original_max_position_embeddings=s.original_context,
             beta_fast=s.beta_fast,
             beta_slow=s.beta_slow,
-            truncate=s.truncate,
         )
+        if not s.truncate:
+            params["truncate"] = False
         for key in ("mscale", "mscale_all_dim", "attention_factor"):
             if getattr(s, key) is not None:
                 params[key] = getattr(s, key)
@@ -117,6 +118,7 @@ def _dense_core(model: ir.Model, needs: _Needs, family: str, moe: bool = False) 
     needs(model.embedding.positions == "none", f"{family} has no learned position embeddings")
     needs(model.norm == b.norm, f"{family} uses one norm for the blocks and the final norm")
     needs(model.output_scale is None, f"{family} has no output scale")
+    needs(model.mtp == 0 or family == "glm4_moe", f"{family} has no multi-token prediction")
     return {
         "model_type": family,
         "architectures": [ARCHITECTURES[family]],
@@ -338,6 +340,7 @@ def _export_gpt2(model, needs):
     b = blocks[0]
     a, f = b.attention, b.ffn
     needs(len(model.used_kinds) == 1, "gpt2 has one kind of layer")
+    needs(model.mtp == 0, "gpt2 has no multi-token prediction")
     needs(model.embedding.positions == "learned", "gpt2 has learned position embeddings")
     needs(model.embedding.tied, "gpt2 ties the output head to the embedding")
     needs(isinstance(model.norm, ir.LayerNorm) and model.norm.bias and b.norm == model.norm, "gpt2 uses LayerNorm with bias")
@@ -447,6 +450,11 @@ def _export_deepseek_v3(model, needs):
         max_position_embeddings=model.context,
         tie_word_embeddings=model.embedding.tied,
         attention_bias=a.bias,
+        num_nextn_predict_layers=model.mtp,
+        # what the model implements (transformers reads none of these three)
+        moe_layer_freq=1,
+        scoring_func="sigmoid",
+        topk_method="noaux_tc",
     )
     needs(f.shared == 0 or f.shared_hidden == f.hidden * f.shared, "deepseek_v3's shared experts are shared × moe_intermediate_size wide")
     return out
@@ -486,6 +494,7 @@ def _export_glm4_moe(model, needs):
         use_qk_norm=a.qk_norm == "per_head",
         attention_bias=bool(a.bias),
         partial_rotary_factor=b.rope.fraction if b.rope else 1.0,
+        num_nextn_predict_layers=model.mtp,
         hidden_act="silu",
     )
     return out
@@ -554,6 +563,14 @@ def _export_gpt_oss(model, needs):
     return out
 
 
+def _interval(flags: list[bool]) -> int | None:
+    """k when the true flags are exactly every k-th layer, counting from 1 (layers k-1, 2k-1, ...)."""
+    for k in range(1, len(flags) + 1):
+        if flags == [(i + 1) % k == 0 for i in range(len(flags))]:
+            return k
+    return None
+
+
 def _export_llama4_text(model, needs):
     family = "llama4_text"
     out = _dense_core(model, needs, family, moe=True)
@@ -589,7 +606,9 @@ def _export_llama4_text(model, needs):
         num_local_experts=f.experts,
         num_experts_per_tok=f.top_k,
         moe_layers=[i for i, b in enumerate(blocks) if isinstance(b.ffn, ir.Moe)],
+        interleave_moe_layer_step=_interval([isinstance(b.ffn, ir.Moe) for b in blocks]) or 1,
         no_rope_layers=[int(x) for x in rope_layers],
+        no_rope_layer_interval=_interval([not r for r in rope_layers]) or 4,
         attention_chunk_size=chunk,
         layer_types=["chunked_attention" if r and chunk is not None else "full_attention" for r in rope_layers],
         use_qk_norm=qk == {"l2"},
@@ -921,6 +940,147 @@ def _import_gpt2(config: dict, name: str) -> ir.Model:
     return _make(name, config, "gpt2", int(config.get("vocab_size", 50257)), d, int(config.get("n_positions", 1024)), norm, {"layer": block}, ["layer"] * n, embedding=ir.Embedding(tied=True, positions="learned"))
 
 
+def _kinds_from_layers(layers: list[tuple[str, ir.Block]]) -> tuple[dict[str, ir.Block], list[str]]:
+    """Block kinds and the pattern from one (name, block) per layer."""
+    kinds: dict[str, ir.Block] = {}
+    for name, block in layers:
+        if name in kinds and kinds[name] != block:
+            raise HFError(f"layers called {name} differ")  # pragma: no cover - names encode every difference
+        kinds.setdefault(name, block)
+    return kinds, [name for name, _ in layers]
+
+
+def _import_deepseek_v3(config: dict, name: str) -> ir.Model:
+    _require(config, "hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+    if int(config.get("moe_layer_freq", 1)) != 1:
+        raise HFError("deepseek_v3 with moe_layer_freq other than 1 is not supported")
+    if config.get("scoring_func", "sigmoid") != "sigmoid" or config.get("topk_method", "noaux_tc") != "noaux_tc":
+        raise HFError("deepseek_v3 is supported with scoring_func sigmoid and topk_method noaux_tc (what the model implements)")
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)))
+    rope = _rope_from(_rope_params(config))
+    rope = rope.model_copy(update={"layout": "interleaved" if config.get("rope_interleave", True) else "half"})
+    q_rank = config.get("q_lora_rank")
+    attention = ir.Mla(
+        kind="mla", heads=int(config["num_attention_heads"]), q_rank=None if q_rank is None else int(q_rank), kv_rank=int(config["kv_lora_rank"]),
+        qk_nope_dim=int(config["qk_nope_head_dim"]), qk_rope_dim=int(config["qk_rope_head_dim"]), v_dim=int(config["v_head_dim"]),
+        bias=bool(config.get("attention_bias", False)), query_scale=1.0,
+    )
+    attention = attention.model_copy(update={"query_scale": ir.mla_default_scale(attention, rope)})
+    router = ir.Sigmoid(
+        bias_correction=True, groups=int(config.get("n_group", 1) or 1), top_groups=int(config.get("topk_group", 1) or 1),
+        normalize=bool(config.get("norm_topk_prob", True)), scale=float(config.get("routed_scaling_factor", 1.0)),
+    )
+    shared = int(config.get("n_shared_experts") or 0)
+    hidden = int(config["moe_intermediate_size"])
+    moe = ir.Moe(experts=int(config["n_routed_experts"]), top_k=int(config["num_experts_per_tok"]), hidden=hidden, shared=shared, shared_hidden=hidden * shared if shared else None, router=router)
+    dense = ir.SwiGLU(hidden=int(config["intermediate_size"]))
+    first = int(config.get("first_k_dense_replace", 0))
+    n = int(config["num_hidden_layers"])
+    block = lambda ffn: ir.Block(norm=norm, attention=attention, rope=rope, ffn=ffn)  # noqa: E731
+    kinds, layers = _kinds_from_layers([("dense", block(dense)) if i < first else ("moe", block(moe)) for i in range(n)])
+    return _make(
+        name, config, "deepseek_v3", int(config["vocab_size"]), int(config["hidden_size"]), int(config.get("max_position_embeddings", 4096)), norm, kinds, layers,
+        embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))), mtp=int(config.get("num_nextn_predict_layers", 0) or 0),
+    )
+
+
+def _import_glm4_moe(config: dict, name: str) -> ir.Model:
+    s = _llama_like(config, "glm4_moe")
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-5)))
+    params = _rope_params(config)
+    params.setdefault("partial_rotary_factor", config.get("partial_rotary_factor", 0.5))
+    rope = _rope_from(params)
+    attention = _gqa(s["heads"], s["kv"], s["head_dim"], bias=("q", "k", "v") if config.get("attention_bias") else (), qk_norm="per_head" if config.get("use_qk_norm") else "none")
+    router = ir.Sigmoid(
+        bias_correction=True, groups=int(config.get("n_group", 1) or 1), top_groups=int(config.get("topk_group", 1) or 1),
+        normalize=bool(config.get("norm_topk_prob", True)), scale=float(config.get("routed_scaling_factor", 1.0)),
+    )
+    shared = int(config.get("n_shared_experts") or 0)
+    hidden = int(config["moe_intermediate_size"])
+    moe = ir.Moe(experts=int(config["n_routed_experts"]), top_k=int(config["num_experts_per_tok"]), hidden=hidden, shared=shared, shared_hidden=hidden * shared if shared else None, router=router)
+    first = int(config.get("first_k_dense_replace", 1))
+    block = lambda ffn: ir.Block(norm=norm, attention=attention, rope=rope, ffn=ffn)  # noqa: E731
+    dense = ir.SwiGLU(hidden=int(config["intermediate_size"]))
+    kinds, layers = _kinds_from_layers([("dense", block(dense)) if i < first else ("moe", block(moe)) for i in range(s["n"])])
+    return _make(
+        name, config, "glm4_moe", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 131072)), norm, kinds, layers,
+        embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))), mtp=int(config.get("num_nextn_predict_layers", 0) or 0),
+    )
+
+
+def _import_qwen3_moe(config: dict, name: str) -> ir.Model:
+    s = _llama_like(config, "qwen3_moe")
+    if config.get("use_sliding_window"):
+        raise HFError("qwen3_moe with use_sliding_window is not supported")
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)))
+    rope = _rope_from(_rope_params(config))
+    attention = _gqa(s["heads"], s["kv"], s["head_dim"], bias=("q", "k", "v", "o") if config.get("attention_bias") else (), qk_norm="per_head")
+    router = ir.SoftmaxTopk(normalize=bool(config.get("norm_topk_prob", False)))
+    moe = ir.Moe(experts=int(config["num_experts"]), top_k=int(config["num_experts_per_tok"]), hidden=int(config["moe_intermediate_size"]), router=router)
+    dense = ir.SwiGLU(hidden=int(config["intermediate_size"]))
+    dense_layers = set(config.get("mlp_only_layers") or [])
+    step = int(config.get("decoder_sparse_step", 1))
+    block = lambda ffn: ir.Block(norm=norm, attention=attention, rope=rope, ffn=ffn)  # noqa: E731
+    kinds, layers = _kinds_from_layers(
+        [("moe", block(moe)) if i not in dense_layers and (i + 1) % step == 0 else ("dense", block(dense)) for i in range(s["n"])]
+    )
+    return _make(name, config, "qwen3_moe", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 32768)), norm, kinds, layers, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
+
+
+def _import_gpt_oss(config: dict, name: str) -> ir.Model:
+    s = _llama_like(config, "gpt_oss")
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-5)), weight_fp32=True)
+    rope = _rope_from(_rope_params(config))
+    experts = int(config.get("num_local_experts", 128))
+    moe = ir.Moe(
+        experts=experts, top_k=int(config.get("num_experts_per_tok", 4)), hidden=int(config["intermediate_size"]), bias=True,
+        act=ir.SwigluClamped(alpha=float(config.get("swiglu_alpha", 1.702)), limit=float(config.get("swiglu_limit", 7.0))),
+        router=ir.TopkSoftmax(bias=True),
+    )
+    types = config.get("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(s["n"])]
+    if len(types) != s["n"]:
+        raise HFError(f"layer_types has {len(types)} entries for {s['n']} layers")
+    bias = ("q", "k", "v", "o") if config.get("attention_bias", True) else ()
+    window = int(config.get("sliding_window", 128))
+    layers = []
+    for t in types:
+        sliding = t == "sliding_attention"
+        attention = _gqa(s["heads"], s["kv"], s["head_dim"], bias=bias, sinks=True, window=window if sliding else None)
+        layers.append(("sliding" if sliding else "full", ir.Block(norm=norm, attention=attention, rope=rope, ffn=moe)))
+    kinds, pattern = _kinds_from_layers(layers)
+    return _make(name, config, "gpt_oss", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 131072)), norm, kinds, pattern, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
+
+
+def _import_llama4_text(config: dict, name: str) -> ir.Model:
+    s = _llama_like(config, "llama4_text")
+    n = s["n"]
+    norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-5)))
+    rope = _rope_from(_rope_params(config)).model_copy(update={"layout": "interleaved"})
+    interval = int(config.get("no_rope_layer_interval", 4))
+    uses_rope = config.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(n)]
+    step = int(config.get("interleave_moe_layer_step", 1))
+    moe_layers = set(config["moe_layers"] if config.get("moe_layers") is not None else range(step - 1, n, step))
+    chunk = config.get("attention_chunk_size", 8192)
+    bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
+    hidden = int(config["intermediate_size"])
+    moe = ir.Moe(experts=int(config.get("num_local_experts", 16)), top_k=int(config.get("num_experts_per_tok", 1)), hidden=hidden, shared=1, shared_hidden=hidden, router=ir.TopkSigmoid())
+    dense = ir.SwiGLU(hidden=int(config.get("intermediate_size_mlp", 16384)))
+    temperature = ir.LogSteps(floor_scale=int(config.get("floor_scale", 8192)), scale=float(config.get("attn_scale", 0.1))) if config.get("attn_temperature_tuning", True) else None
+    layers = []
+    for i in range(n):
+        with_rope = bool(uses_rope[i])
+        attention = _gqa(
+            s["heads"], s["kv"], s["head_dim"], bias=bias,
+            qk_norm="l2" if with_rope and config.get("use_qk_norm", True) else "none",
+            chunk=int(chunk) if with_rope and chunk is not None else None,
+            temperature=None if with_rope else temperature,
+        )
+        kind = ("moe" if i in moe_layers else "dense") + ("" if with_rope else "_nope")
+        layers.append((kind, ir.Block(norm=norm, attention=attention, rope=rope if with_rope else None, ffn=moe if i in moe_layers else dense)))
+    kinds, pattern = _kinds_from_layers(layers)
+    return _make(name, config, "llama4_text", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 4096 * 32)), norm, kinds, pattern, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
+
+
 IMPORTERS: dict[str, Callable[[dict, str], ir.Model]] = {
     "llama": _import_llama,
     "mistral": _import_mistral,
@@ -930,4 +1090,9 @@ IMPORTERS: dict[str, Callable[[dict, str], ir.Model]] = {
     "gemma2": _import_gemma2,
     "smollm3": _import_smollm3,
     "gpt2": _import_gpt2,
+    "deepseek_v3": _import_deepseek_v3,
+    "qwen3_moe": _import_qwen3_moe,
+    "llama4_text": _import_llama4_text,
+    "gpt_oss": _import_gpt_oss,
+    "glm4_moe": _import_glm4_moe,
 }

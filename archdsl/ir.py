@@ -232,8 +232,8 @@ class Llama3Scaling(IR):
     original_context: int = setting(..., "context length of pre-training", "tokens", gt=0)
 
     def check(self, ctx, at):
-        if self.high_freq_factor <= self.low_freq_factor:
-            raise error(at("high_freq_factor"), f"high_freq_factor {self.high_freq_factor:g} must be larger than low_freq_factor {self.low_freq_factor:g}")
+        if self.high_freq_factor < self.low_freq_factor:
+            raise error(at("high_freq_factor"), f"high_freq_factor {self.high_freq_factor:g} must be at least low_freq_factor {self.low_freq_factor:g}")
 
 
 class YarnScaling(IR):
@@ -534,6 +534,13 @@ class Model(IR):
     embedding: Embedding = setting(Embedding(), "token embedding: tied, scale, learned positions")
     norm: Norm = setting(..., "the norm; also the default norm of every block")
     final_norm: bool = setting(True, "a norm after the last layer, before the output head")
+    mtp: int = setting(
+        0,
+        "multi-token-prediction modules (DeepSeek V3, GLM-4.5): module k predicts the token k + 1 ahead from module k - 1's states "
+        "and the embedding of token k; each holds two norms, a projection, a block of the last layer's kind, its own embedding and "
+        "output head. Counted apart (mtp_params), built only on request",
+        ge=0,
+    )
     output_scale: float | None = setting(None, "output logits are multiplied by this, before the final softcap (Grok: 0.5)", gt=0)
     final_softcap: float | None = setting(None, "output logits become c · tanh(logits / c) (Gemma 2, Grok)", gt=0)
     kinds: dict[str, Block]

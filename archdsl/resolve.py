@@ -421,6 +421,8 @@ def _check_bounds(key: str, field, number, pos: Position) -> None:
     for rule in field.metadata:
         if isinstance(rule, annotated_types.Gt) and not number > rule.gt:
             raise error(pos, f"'{key}' must be positive, found {number:g}" if rule.gt == 0 else f"'{key}' must be greater than {rule.gt}, found {number:g}")
+        if isinstance(rule, annotated_types.Ge) and not number >= rule.ge:
+            raise error(pos, f"'{key}' must not be negative, found {number:g}" if rule.ge == 0 else f"'{key}' must be at least {rule.ge}, found {number:g}")
         if isinstance(rule, annotated_types.Le) and not number <= rule.le:
             raise error(pos, f"'{key}' must be at most {rule.le:g}, found {number:g}")
 

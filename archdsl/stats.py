@@ -7,6 +7,7 @@ Definitions
 - total_params: every parameter, tied matrices counted once.
 - active_params: parameters one token's forward pass uses (equal to total for dense models).
 - embedding_params: the token embedding matrix (learned positions are counted separately).
+- mtp_params: the multi-token-prediction modules, counted in neither total nor active.
 - kv_cache_bytes_per_token: bytes one more token adds to the cache, summed over layers
   (a key and a value of kv_heads · head_dim features each; MLA: kv_rank + qk_rope_dim).
 - kv_cache_bytes: the cache at `context` tokens; sliding-window and chunked layers keep at
@@ -166,6 +167,7 @@ class Stats:
     position_params: int
     head_params: int
     final_norm_params: int
+    mtp_params: int
     per_layer: list[LayerStats]
     kv_cache_bytes_per_token: int
     kv_cache_bytes: int
@@ -206,6 +208,7 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     layers_total = sum(_count_kind(model, kind) * per_kind[kind].total for kind in per_kind)
     layers_active = sum(_count_kind(model, kind) * per_kind[kind].active for kind in per_kind)
     total = embedding + positions + head + final_norm + layers_total
+    mtp = model.mtp * mtp_module_params(model, per_kind[model.layer_kinds[-1]].total)
     active = embedding + positions + head + final_norm + layers_active
 
     components = {
@@ -237,6 +240,7 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         position_params=positions,
         head_params=head,
         final_norm_params=final_norm,
+        mtp_params=mtp,
         per_layer=per_layer,
         kv_cache_bytes_per_token=kv_per_token,
         kv_cache_bytes=kv_total,
@@ -245,6 +249,14 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         dtype=dtype,
         components=components,
     )
+
+
+def mtp_module_params(model: ir.Model, block_params: int) -> int:
+    """One multi-token-prediction module as checkpoints store it: two input norms, the projection
+    of [embedding; hidden] back to d_model, a block, the output norm, and its own copies of the
+    embedding and output head."""
+    d = model.d_model
+    return 3 * norm_params(model.norm, d) + 2 * d * d + block_params + 2 * model.vocab * d
 
 
 def _count_kind(model: ir.Model, kind: str) -> int:

@@ -312,7 +312,8 @@ def hf_to_local(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
     Checkpoints store each expert separately (mlp.experts.{e}.gate_proj.weight, ...); this
     module stacks them into one tensor per projection (mlp.experts.gate_proj [experts, out, in]).
-    A fused gate_up_proj [experts, 2 · hidden, d_model] is split in two."""
+    A fused gate_up_proj [experts, 2 · hidden, d_model] is split in two.
+    """
     out, experts = {}, {}
     for name, tensor in state.items():
         name = name.removeprefix("model.")

@@ -28,10 +28,37 @@ NOT_ARCHITECTURE = {
 }
 
 
+def _numbers(value):
+    """JSON values with 32 and 32.0 alike."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def unused_keys(hf) -> set[str]:
+    """Widths of dense layers that the configuration has none of: no layer reads them."""
+    t, n = hf.model_type, hf.num_hidden_layers
+    if t == "qwen3_moe" and not hf.mlp_only_layers and hf.decoder_sparse_step == 1:
+        return {"intermediate_size"}
+    if t in ("deepseek_v3", "glm4_moe") and hf.first_k_dense_replace == 0:
+        return {"intermediate_size"}
+    if t == "llama4_text" and len(hf.moe_layers) == n:
+        return {"intermediate_size_mlp"}
+    return set()
+
+
 def normalized(config: dict) -> dict:
     """The config as transformers understands it (defaults filled, old key forms converted)."""
     hf = transformers.AutoConfig.for_model(**dict(config))
-    out = {k: v for k, v in hf.to_dict().items() if k not in NOT_ARCHITECTURE}
+    out = {k: _numbers(v) for k, v in hf.to_dict().items() if k not in NOT_ARCHITECTURE | unused_keys(hf)}
+    rope = out.get("rope_parameters")
+    for params in ([rope] if rope and "rope_type" in rope else (rope or {}).values()):
+        if isinstance(params, dict) and params.get("type") == params.get("rope_type"):
+            params.pop("type")  # the old name of rope_type
     if out.get("use_sliding_window") is False:  # the window is ignored then
         out.pop("sliding_window", None)
     if out.get("model_type") == "smollm3" or out.get("model_type") == "qwen3":

@@ -138,7 +138,7 @@ CASES = [
     ("mha kv", spec(block=f"    attention mha(heads=4, {MARK}kv_heads=2)\n    ffn swiglu(hidden=64)"), "mha has one key/value head per query head, but kv_heads 2 != heads 4", "use gqa for grouped key/value heads"),
     ("mqa kv", spec(block=f"    attention mqa(heads=4, {MARK}kv_heads=2)\n    ffn swiglu(hidden=64)"), "mqa has a single key/value head, but kv_heads is 2", "use gqa for several key/value heads"),
     ("heads divisible", spec(block=f"    attention gqa(heads=4, {MARK}kv_heads=3, head_dim=16)\n    ffn swiglu(hidden=64)"), "heads 4 is not divisible by kv_heads 3", None),
-    ("llama3 factors", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope scaling=llama3(factor=8, original_context=64, low_freq_factor=4, {MARK}high_freq_factor=1)"), "high_freq_factor 1 must be larger than low_freq_factor 4", None),
+    ("llama3 factors", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope scaling=llama3(factor=8, original_context=64, low_freq_factor=4, {MARK}high_freq_factor=1)"), "high_freq_factor 1 must be at least low_freq_factor 4", None),
     ("rotary features", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope {MARK}fraction=0.3"), "rope fraction 0.3 of head_dim 16 gives 4.8 rotary features; it must be a positive even whole number", None),
     ("rms variants", spec(block=f"    {MARK}norm rms(zero_centered)\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "every RMSNorm of a model must agree on zero_centered and weight_fp32", "set them on the model-level norm only"),
 ]
