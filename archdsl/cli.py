@@ -23,6 +23,7 @@ examples:
   archdsl generate specs/*.arch -o generated --check      # exit 1 if generated/ is stale
   archdsl generate specs/gemma3-27b.arch -o /tmp/tiny --tiny
   archdsl stats specs/gemma3-27b.arch --context 8192 --dtype bf16
+  archdsl diff specs/deepseek-v3.arch specs/kimi-k2.arch --format markdown
   archdsl export-hf specs/llama-3-8b.arch -o config.json
   archdsl import-hf config.json -o specs/my-model.arch
 """
@@ -211,6 +212,16 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    from .diff import RENDERERS, diff
+
+    a, b = _load(args.a), _load(args.b)
+    if args.context is not None and args.context < 1:
+        raise UsageError("--context must be at least 1")
+    sys.stdout.write(RENDERERS[args.format](diff(a, b, args.context, args.dtype)))
+    return 0
+
+
 def cmd_export_hf(args) -> int:
     from .codegen import write_atomic
     from .hf import HFError, export_hf
@@ -323,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=None, metavar="N", help="context length for the KV cache and FLOPs (default: the spec's context)")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "fp8"), default="bf16", help="dtype of the KV cache (default bf16)")
     p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser(
+        "diff",
+        help="what differs between two architectures, and what it costs",
+        description="Semantic differences between two specs: model-level settings, then norms, attention, positions "
+        "and feed-forward layer by layer (aligned by index, grouped into layer ranges), then the statistics side by "
+        "side with ratios B / A. Identical things are not listed. Exit 0 whether or not they differ.",
+    )
+    p.add_argument("a", metavar="A", help="first spec")
+    p.add_argument("b", metavar="B", help="second spec")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--context", type=int, default=None, metavar="N", help="context for the KV cache and FLOPs (default: the smaller of the two)")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "fp8"), default="bf16", help="dtype of the KV cache (default bf16)")
+    p.set_defaults(run=cmd_diff)
 
     p = sub.add_parser("export-hf", help="write the Hugging Face config.json of a spec", description="Write the Hugging Face config.json of the spec's architecture (with model_type).")
     p.add_argument("spec", metavar="SPEC")

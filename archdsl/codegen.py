@@ -89,7 +89,11 @@ def py_literal(value: Any) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) >= 10_000 and abs(value) < 1e16:
             return f"{int(value):_}.0"
-        return repr(value)
+        text = repr(value)
+        if "e" in text:  # 1e-05 → 1e-5
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}e{int(exponent)}"
+        return text
     return repr(value)
 
 

@@ -26,14 +26,14 @@ class Config:
     vocab_size: int = 129_280  # tokens in the vocabulary
     d_model: int = 7168  # width of the residual stream
     context: int = 163_840  # longest sequence the model is built for
-    norm_eps: float = 1e-06  # norm epsilon
+    norm_eps: float = 1e-6  # norm epsilon
     n_heads: int = 128  # query heads
     q_rank: int = 1536  # MLA: rank of the query bottleneck
     kv_rank: int = 512  # MLA: width of the key/value latent
     qk_nope_dim: int = 128  # MLA: query/key features without positions
     qk_rope_dim: int = 64  # MLA: query/key features that carry RoPE
     v_dim: int = 128  # MLA: value features per head
-    latent_eps: float = 1e-06  # MLA: eps of the latent norms
+    latent_eps: float = 1e-6  # MLA: eps of the latent norms
     query_scale: float = 0.1352337788608801  # softmax scale of the attention scores
     rope_theta: float = 10_000.0  # RoPE base
     rope_factor: float = 40.0  # RoPE scaling factor

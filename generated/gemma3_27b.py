@@ -25,7 +25,7 @@ class Config:
     vocab_size: int = 262_208  # tokens in the vocabulary
     d_model: int = 5376  # width of the residual stream
     context: int = 131_072  # longest sequence the model is built for
-    norm_eps: float = 1e-06  # norm epsilon
+    norm_eps: float = 1e-6  # norm epsilon
     n_heads: int = 32  # query heads
     n_kv_heads: int = 16  # key/value heads
     head_dim: int = 128  # features per attention head

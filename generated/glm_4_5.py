@@ -25,7 +25,7 @@ class Config:
     vocab_size: int = 151_552  # tokens in the vocabulary
     d_model: int = 5120  # width of the residual stream
     context: int = 131_072  # longest sequence the model is built for
-    norm_eps: float = 1e-05  # norm epsilon
+    norm_eps: float = 1e-5  # norm epsilon
     n_heads: int = 96  # query heads
     n_kv_heads: int = 8  # key/value heads
     head_dim: int = 128  # features per attention head

@@ -24,7 +24,7 @@ class Config:
     vocab_size: int = 50_257  # tokens in the vocabulary
     d_model: int = 768  # width of the residual stream
     context: int = 1024  # longest sequence the model is built for
-    norm_eps: float = 1e-05  # norm epsilon
+    norm_eps: float = 1e-5  # norm epsilon
     n_heads: int = 12  # query heads
     head_dim: int = 64  # features per attention head
     ffn_hidden: int = 3072  # hidden width of the dense feed-forward

@@ -26,7 +26,7 @@ class Config:
     vocab_size: int = 202_048  # tokens in the vocabulary
     d_model: int = 5120  # width of the residual stream
     context: int = 1_048_576  # longest sequence the model is built for
-    norm_eps: float = 1e-05  # norm epsilon
+    norm_eps: float = 1e-5  # norm epsilon
     n_heads: int = 40  # query heads
     n_kv_heads: int = 8  # key/value heads
     head_dim: int = 128  # features per attention head
