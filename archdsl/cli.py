@@ -193,22 +193,36 @@ def cmd_stats(args) -> int:
     rows += [
         ("output head", f"{s.head_params:,}" + (" (tied)" if model.embedding.tied else "")),
         ("attention", f"{s.components['attention']:,}"),
-        ("feed-forward", f"{s.components['ffn']:,}"),
+        ("dense feed-forward", f"{s.components['dense_ffn']:,}"),
+    ]
+    if s.components["routed_experts"]:
+        rows += [
+            ("routed experts", f"{s.components['routed_experts']:,}"),
+            ("shared experts", f"{s.components['shared_experts']:,}"),
+            ("routers", f"{s.components['routers']:,}"),
+        ]
+    rows += [
         ("norms", f"{s.components['norms']:,}"),
         (f"KV cache per token ({args.dtype})", f"{s.kv_cache_bytes_per_token:,} bytes"),
         (f"KV cache at {s.context:,} tokens", f"{s.kv_cache_bytes:,} bytes ({s.kv_cache_bytes / 2**30:.2f} GiB)"),
         (f"FLOPs per token at {s.context:,}", f"{s.flops_per_token:,}"),
     ]
+    if s.mtp_params:
+        rows.append(("MTP modules (apart)", f"{s.mtp_params:,}"))
     width = max(len(r[0]) for r in rows)
     print(f"{model.title or model.name} ({model.n_layers} layers)")
     for label, value in rows:
         print(f"  {label:<{width}}  {value:>}")
     print()
-    print("  layers        kind      attention        ffn  norms       total")
-    for first, last, kind in model.runs():
-        layer = s.per_layer[first]
-        span = f"{first}" if first == last else f"{first}-{last}"
-        print(f"  {span:<12}  {kind:<8}  {layer.attention:>13,}  {layer.ffn:>13,}  {layer.norms:>5,}  {layer.total:>13,}")
+    table = [("kind", "layers", "attention", "feed-forward", "norms", "total", "active")]
+    for kind in model.used_kinds:
+        layer = s.per_layer[model.layer_kinds.index(kind)]
+        n = model.layer_kinds.count(kind)
+        table.append((kind, f"{n}", f"{layer.attention:,}", f"{layer.ffn:,}", f"{layer.norms:,}", f"{layer.total:,}", f"{layer.active:,}"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    print("  per layer, by kind")
+    for row in table:
+        print("  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     return 0
 
 

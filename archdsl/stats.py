@@ -4,7 +4,11 @@ One formula per IR type. The generated model's `sum(p.numel())` equals `total_pa
 every spec (tests check it), so these formulas are also a description of the generated code.
 
 Definitions
-- total_params: every parameter, tied matrices counted once.
+- total_params: every parameter, tied matrices counted once; `components` splits it into
+  embedding, positions, attention (with QK norms, sinks, MLA's latent norms), dense_ffn (dense
+  MLPs, and Grok's always-on MLP beside the experts), routed_experts, shared_experts, routers,
+  norms (the blocks' and the final one) and head. Router load-balancing biases are buffers,
+  not parameters, and are not counted.
 - active_params: parameters one token's forward pass uses (equal to total for dense models).
 - embedding_params: the token embedding matrix (learned positions are counted separately).
 - mtp_params: the multi-token-prediction modules, counted in neither total nor active.
@@ -91,13 +95,23 @@ def expert_params(ffn: ir.Moe, d_model: int) -> int:
 
 def ffn_params(ffn, d_model: int) -> int:
     if isinstance(ffn, ir.Moe):
-        router = ffn.experts * d_model + (ffn.experts if ffn.router.bias else 0)
-        shared = 3 * d_model * ffn.shared_hidden if ffn.shared else 0
-        dense = 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0
-        return ffn.experts * expert_params(ffn, d_model) + router + shared + dense
+        return sum(ffn_components(ffn, d_model).values())
     if isinstance(ffn, ir.Mlp):
         return 2 * d_model * ffn.hidden + ((ffn.hidden + d_model) if ffn.bias else 0)
     return 3 * d_model * ffn.hidden + ((2 * ffn.hidden + d_model) if ffn.bias else 0)
+
+
+def ffn_components(ffn, d_model: int) -> dict[str, int]:
+    """A feed-forward's parameters by part: dense_ffn (a dense MLP, or the always-on MLP beside
+    experts), routed_experts, shared_experts, routers."""
+    if not isinstance(ffn, ir.Moe):
+        return {"dense_ffn": ffn_params(ffn, d_model)}
+    return {
+        "routed_experts": ffn.experts * expert_params(ffn, d_model),
+        "routers": ffn.experts * d_model + (ffn.experts if ffn.router.bias else 0),
+        "shared_experts": 3 * d_model * ffn.shared_hidden if ffn.shared else 0,
+        "dense_ffn": 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0,
+    }
 
 
 def ffn_active_params(ffn, d_model: int) -> int:
@@ -215,10 +229,13 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         "embedding": embedding,
         "positions": positions,
         "attention": sum(_count_kind(model, k) * per_kind[k].attention for k in per_kind),
-        "ffn": sum(_count_kind(model, k) * per_kind[k].ffn for k in per_kind),
+        **{name: 0 for name in ("dense_ffn", "routed_experts", "shared_experts", "routers")},
         "norms": sum(_count_kind(model, k) * per_kind[k].norms for k in per_kind) + final_norm,
         "head": head,
     }
+    for kind in per_kind:
+        for name, count in ffn_components(model.kinds[kind].ffn, model.d_model).items():
+            components[name] += _count_kind(model, kind) * count
 
     bytes_per = DTYPE_BYTES[dtype]
     kv_per_token = 0

@@ -40,6 +40,7 @@ def _parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         postlex=_Separators(),
+        cache=True,  # the LALR tables, kept in the temp directory: check and stats start fast
     )
 
 
