@@ -300,6 +300,52 @@ def _write(path: str, text: str) -> None:
         raise InputError(f"cannot write {_display(target)}: {exc.strerror}") from None
 
 
+def cmd_draw(args) -> int:
+    from .draw import render, render_pair
+
+    if len(args.specs) > 2:
+        raise UsageError(f"draw takes one spec, or two to draw side by side (got {len(args.specs)})")
+    models = [_load(path) for path in args.specs]
+    text = render(models[0]) if len(models) == 1 else render_pair(*models)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        _write(args.output, text)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .codegen import write_atomic
+    from .errors import ErrorCollector, SpecError
+    from .report import render
+
+    collector = ErrorCollector()
+    sources: dict[str, str] = {}
+    models = []
+    for path in args.specs:
+        try:
+            models.append((_display(path), _load(path)))
+        except SpecError as exc:
+            collector.add(exc)
+            sources.update(exc.sources)
+    collector.raise_if_any(sources)
+    page = render(models)
+    out_dir = Path(args.output)
+    if not out_dir.exists():
+        try:
+            out_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise InputError(f"cannot create output directory {_display(out_dir)}: {exc.strerror}") from None
+    if not out_dir.is_dir():
+        raise InputError(f"{_display(out_dir)} is not a directory")
+    target = out_dir / "report.html"
+    try:
+        write_atomic(target, page)
+    except OSError as exc:
+        raise InputError(f"cannot write {_display(target)}: {exc.strerror}") from None
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -308,7 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="archdsl",
         description="A declarative architecture language for large language models: check a .arch spec, "
         "count its parameters, export or import Hugging Face configs, and generate a standalone PyTorch module.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES
+        + "  archdsl draw specs/gemma3-27b.arch -o gemma3.svg\n"
+        + "  archdsl draw specs/deepseek-v3.arch specs/kimi-k2.arch -o pair.svg   # side by side, differences outlined\n"
+        + "  archdsl report specs/*.arch -o docs                    # docs/report.html\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"archdsl {__version__}")
@@ -374,6 +423,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="SPEC")
     p.add_argument("--name", help="model identifier to use (default: from the config)")
     p.set_defaults(run=cmd_import_hf)
+
+    p = sub.add_parser(
+        "draw",
+        help="an SVG block diagram of a model, or of two side by side",
+        description="Write a self-contained SVG block diagram of the model: embedding, one transformer block with "
+        "its multiplicity and layer pattern (norms where they sit, attention, positions, feed-forward or experts, "
+        "sizes written in), final norm and output head, and the parameters and KV cache in a footer. With two specs, "
+        "the models stand side by side, aligned by component, and every component that `archdsl diff` reports as "
+        "different is outlined.",
+    )
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="one spec, or two to compare")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the SVG file to write, or - for stdout")
+    p.set_defaults(run=cmd_draw)
+
+    p = sub.add_parser(
+        "report",
+        help="an HTML page: a summary table and the diagram of every spec",
+        description="Write DIR/report.html: one self-contained page (inline SVG, no JavaScript, no external assets) "
+        "with a table of every spec (sizes, attention, norms, positions, experts, total and active parameters, KV "
+        "cache at 8k and 128k tokens) and each model's diagram. Every spec is validated before anything is written.",
+    )
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch files (the page lists them in path order)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.set_defaults(run=cmd_report)
     return parser
 
 

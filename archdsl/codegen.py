@@ -174,6 +174,7 @@ class Plan:
     ffn_classes: list[dict] = field(default_factory=list)
     moe: dict | None = None
     mtp: dict | None = None
+    cache: dict = field(default_factory=dict)
     block_classes: list[dict] = field(default_factory=list)
     block_table: list[tuple[str, str, bool]] = field(default_factory=list)
     layer_args_signature: str = ""
@@ -341,16 +342,17 @@ class _Planner:
         att = {k: b.attention for k, b in self.blocks.items()}
         eager = {k: bool(a.softcap or a.sinks or isinstance(a.temperature, ir.LogPosition)) for k, a in att.items()}
         self.eager = eager
-        masks: dict[str, str | None] = {}
-        for k, a in att.items():
+
+        def mask(k: str, keys: str, cached: bool) -> str | None:
+            a = att[k]
             if a.window is not None:
-                masks[k] = f"sliding_window_mask(positions, c.{self.window[k]})"
-            elif a.chunk is not None:
-                masks[k] = f"chunked_mask(positions, c.{self.chunk[k]})"
-            elif eager[k]:
-                masks[k] = "causal_mask(positions)"
-            else:
-                masks[k] = None
+                return f"sliding_window_mask(positions, {keys}, c.{self.window[k]})"
+            if a.chunk is not None:
+                return f"chunked_mask(positions, {keys}, c.{self.chunk[k]})"
+            return f"causal_mask(positions, {keys})" if cached or eager[k] else None
+
+        masks = {k: mask(k, "positions", False) for k in self.kinds}
+        cached_masks = {k: mask(k, f'cache.keys("{k}", positions)', True) for k in self.kinds}
         temps: dict[str, str | None] = {}
         for k, a in att.items():
             if isinstance(a.temperature, ir.LogSteps):
@@ -360,9 +362,8 @@ class _Planner:
             else:
                 temps[k] = None
         self.plan.masks = {
-            "window": any(e and e.startswith("sliding") for e in masks.values()),
-            "chunk": any(e and e.startswith("chunked") for e in masks.values()),
-            "causal": any(e and e.startswith("causal") for e in masks.values()),
+            "window": any(a.window is not None for a in att.values()),
+            "chunk": any(a.chunk is not None for a in att.values()),
         }
         self.plan.temperatures = {
             "log_steps": any(e and e.startswith("log_steps") for e in temps.values()),
@@ -373,26 +374,88 @@ class _Planner:
         setup: list[str] = []
         loop_args, signature, block_args = "", "", ""
         per_kind = False
-        specs = [
-            ("rope", "cos_sin", tables, "tuple[torch.Tensor, torch.Tensor]", "# RoPE: cos and sin tables for these positions"),
-            ("mask", "mask", masks, "torch.Tensor", "# attention masks: True where a query may attend a key"),
-            ("temperature", "temperature", temps, "torch.Tensor", "# attention temperature of each query position"),
-        ]
-        for name, var, exprs, annotation, comment in specs:
-            if all(v is None for v in exprs.values()):
-                continue
-            arg, lines = _per_kind_values(name, var, exprs, self.kinds)
-            setup.append(comment)
-            setup += lines
+
+        def add(name: str, exprs: dict, annotation: str, optional: bool) -> None:
+            nonlocal loop_args, signature, block_args, per_kind
+            self.inputs.append((name, exprs))
+            signature += f", {name}: {annotation}" + (" | None" if optional else "")
+            block_args += f", {name}"
+
+        if any(v is not None for v in tables.values()):
+            arg, lines = _per_kind_values("rope", "cos_sin", tables, self.kinds)
+            setup += ["# RoPE: cos and sin tables for these positions"] + lines
             per_kind |= arg.endswith("[layer_type]")
             loop_args += f", {arg}"
-            optional = " | None" if any(v is None for v in exprs.values()) else ""
-            signature += f", {name}: {annotation}{optional}"
-            block_args += f", {name}"
-            self.inputs.append((name, exprs))
+            add("rope", tables, "tuple[torch.Tensor, torch.Tensor]", any(v is None for v in tables.values()))
+        # masks: without a cache, plain causal layers need none (SDPA's is_causal)
+        keyed = len(set(masks.values())) > 1 or len(set(cached_masks.values())) > 1
+        uncached = list(setup) + _mask_lines(masks, self.kinds, keyed)
+        setup.append("# attention masks: True where a query may attend a key (None: plain causal)")
+        setup.append("if cache is None:")
+        setup += ["    " + line for line in _mask_lines(masks, self.kinds, keyed)]
+        setup.append("else:")
+        setup += ["    " + line for line in _mask_lines(cached_masks, self.kinds, keyed)]
+        per_kind |= keyed
+        loop_args += ", mask[layer_type]" if keyed else ", mask"
+        add("mask", masks, "torch.Tensor", True)
+        if any(v is not None for v in temps.values()):
+            arg, lines = _per_kind_values("temperature", "temperature", temps, self.kinds)
+            setup += ["# attention temperature of each query position"] + lines
+            uncached += lines
+            per_kind |= arg.endswith("[layer_type]")
+            loop_args += f", {arg}"
+            add("temperature", temps, "torch.Tensor", any(v is None for v in temps.values()))
+        cache_type = "LatentCache" if all(isinstance(a, ir.Mla) for a in att.values()) else "LayerCache"
+        if any(isinstance(a, ir.Mla) for a in att.values()) and cache_type != "LatentCache":
+            cache_type = "LayerCache | LatentCache"  # pragma: no cover - no spec mixes MLA and GQA
+        signature += f", cache: {cache_type} | None = None"
+        block_args += ", cache"
         self.plan.layer_args_signature = signature
         self.plan.layer_args = block_args
         self.setup, self.loop_args, self.per_kind_args = setup, loop_args, per_kind
+        self.setup_uncached = [line for line in uncached if not line.startswith("#")]
+
+    def cache(self) -> None:
+        """The KV cache: slots per kind of layer (a ring for windows and chunks), one cache per layer."""
+        att = {k: b.attention for k, b in self.blocks.items()}
+        slots, ring, lines = {}, {}, []
+        for k, a in att.items():
+            bound = f"config.{self.window[k]}" if a.window is not None else (f"config.{self.chunk[k]}" if a.chunk is not None else None)
+            slots[k] = "length" if bound is None else f"min(length, {bound})"
+            ring[k] = bound is not None
+        by_ctor: dict[str, list[str]] = {}
+        for k, a in att.items():
+            if isinstance(a, ir.Mla):
+                ctor = f"LatentCache(self, batch, self.slots[kind], config.{self.kv_rank[k]}, config.{self.qk_rope_dim[k]}, device, dtype)"
+            else:
+                kv = self.kv_heads[k] or self.heads[k]
+                ctor = f"LayerCache(self, batch, config.{kv}, self.slots[kind], config.{self.head_dim[k]}, self.ring[kind], device, dtype)"
+            by_ctor.setdefault(ctor, []).append(k)
+        if len(by_ctor) == 1:
+            lines.append(f"return {next(iter(by_ctor))}")
+        else:
+            for i, (ctor, ks) in enumerate(by_ctor.items()):
+                if i + 1 < len(by_ctor):
+                    cond = f'kind == "{ks[0]}"' if len(ks) == 1 else "kind in (" + ", ".join(f'"{k}"' for k in ks) + ")"
+                    lines += [f"if {cond}:", f"    return {ctor}"]
+                else:
+                    lines.append(f"return {ctor}")
+        rings = [k for k in self.kinds if ring[k]]
+        if rings:
+            doc = "Layers that see the whole context keep a slot per position; " + ", ".join(rings) + " layers keep a ring as long as their window or chunk, so their memory does not grow with the context."
+        else:
+            doc = "Every layer keeps a slot per position."
+        if any(isinstance(a, ir.Mla) for a in att.values()):
+            doc += " MLA layers keep only their latent and rope key."
+        dict_text = lambda d: "{" + ", ".join(f'"{k}": {v}' for k, v in d.items()) + "}"  # noqa: E731
+        self.plan.cache = {
+            "latent": any(isinstance(a, ir.Mla) for a in att.values()),
+            "slots": dict_text(slots),
+            "ring": dict_text({k: str(v) for k, v in ring.items()}),
+            "kinds_expr": "config.layer_types" if len(self.kinds) > 1 else f'["{self.kinds[0]}"] * config.n_layers',
+            "layer_lines": lines,
+            "doc": doc,
+        }
 
     def _mode(self, name: str, k: str, group_kinds: list[str]) -> str:
         """How an attention class receives an input: never / always / some (may be None)."""
@@ -460,8 +523,6 @@ class _Planner:
                     "temperature_optional": self._mode("temperature", k, [k]) == "some",
                     "signature": signature,
                 }
-                if context["eager"] and context["mask"] != "always":
-                    raise AssertionError("eager attention always receives a mask")  # pragma: no cover
             key = repr(sorted(context.items(), key=lambda kv: kv[0]))
             rendered.setdefault(key, []).append(k)
             contexts[key] = context
@@ -682,7 +743,7 @@ class _Planner:
         self.plan.mtp = {
             "norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps["model"]),
             "block": block,
-            "setup_lines": [line for line in self.setup if not line.startswith("#")],
+            "setup_lines": self.setup_uncached,
             "block_args": self.loop_args.replace("[layer_type]", f'["{kind}"]'),
         }
 
@@ -750,6 +811,7 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     planner.attention_sizes()
     tables = planner.rope()
     planner.layer_inputs(tables)
+    planner.cache()
     attention_ctor = planner.attention_classes()
     ffn_ctor = planner.ffn_classes()
     planner.block_classes(attention_ctor, ffn_ctor)
@@ -757,6 +819,20 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     planner.mtp()
     planner.finish(title, layers_expr)
     return plan
+
+
+def _mask_lines(exprs: dict[str, str | None], kinds: list[str], keyed: bool) -> list[str]:
+    """Lines that set `mask`: one per kind's expression, and a dict when kinds differ."""
+    if not keyed:
+        return [f"mask = {next(iter(exprs.values()))}"]
+    lines, names = [], {}
+    for k in kinds:
+        e = exprs[k]
+        if e is not None and e not in names:
+            names[e] = f"mask_{k}"
+            lines.append(f"mask_{k} = {e}")
+    entries = ", ".join(f'"{k}": {names[exprs[k]] if exprs[k] is not None else "None"}' for k in kinds)
+    return lines + [f"mask = {{{entries}}}"]
 
 
 def _class_tuple(names: list[str]) -> str:

@@ -141,6 +141,130 @@ def apply_rope_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     return apply_rope(torch.cat((x[..., 0::2], x[..., 1::2]), dim=-1), cos, sin)
 
 
+def causal_mask(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """[queries, keys] booleans, True where a query may attend a key: the key is not later
+    (positions; a key at -1 is an empty cache slot)."""
+    return (keys[None, :] <= queries[:, None]) & (keys[None, :] >= 0)
+
+
+class LayerCache:
+    """One layer's preallocated keys and values: [batch, kv_heads, slots, head_dim].
+
+    A layer that sees the whole context has a slot per position and writes each token at its
+    position. A windowed or chunked layer has a ring of `slots`: position p lives in slot
+    p mod slots, and the new tokens attend to the ring as it was plus themselves, so that a
+    prompt longer than the ring is still right."""
+
+    def __init__(
+        self,
+        owner: "KVCache",
+        batch: int,
+        kv_heads: int,
+        slots: int,
+        head_dim: int,
+        ring: bool,
+        device,
+        dtype,
+    ):
+        self.owner = owner
+        self.ring = ring
+        self.k = torch.zeros(batch, kv_heads, slots, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros(batch, kv_heads, slots, head_dim, device=device, dtype=dtype)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the new keys and values; return those the new queries attend to."""
+        positions = self.owner.positions
+        if not self.ring:
+            self.k.index_copy_(2, positions, k)
+            self.v.index_copy_(2, positions, v)
+            return self.k, self.v
+        keys, values = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)
+        slots = self.k.shape[2]
+        self.k.index_copy_(2, positions[-slots:] % slots, k[:, :, -slots:])
+        self.v.index_copy_(2, positions[-slots:] % slots, v[:, :, -slots:])
+        return keys, values
+
+
+class LatentCache:
+    """An MLA layer's cache: the key/value latent [batch, slots, kv_rank] and the rope key
+    [batch, 1, slots, qk_rope_dim], one slot per position."""
+
+    def __init__(
+        self,
+        owner: "KVCache",
+        batch: int,
+        slots: int,
+        kv_rank: int,
+        qk_rope_dim: int,
+        device,
+        dtype,
+    ):
+        self.owner = owner
+        self.latent = torch.zeros(batch, slots, kv_rank, device=device, dtype=dtype)
+        self.k_rope = torch.zeros(batch, 1, slots, qk_rope_dim, device=device, dtype=dtype)
+
+    def update(
+        self, latent: torch.Tensor, k_rope: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = self.owner.positions
+        self.latent.index_copy_(1, positions, latent)
+        self.k_rope.index_copy_(2, positions, k_rope)
+        return self.latent, self.k_rope
+
+
+class KVCache:
+    """Preallocated keys and values of every layer, for generation (see Model.generate).
+
+    `length` is the longest sequence it can hold. Every layer keeps a slot per position. MLA layers keep only their latent and rope key.
+    """
+
+    def __init__(self, config: Config, batch: int, length: int, device=None, dtype=None):
+        self.length = length
+        self.position = torch.zeros(
+            (), dtype=torch.long, device=device
+        )  # where the next token goes
+        self.positions = self.position[None]  # the positions being written (set by Model.forward)
+        # slots of each kind of layer, and the position each slot holds (-1: empty)
+        self.slots = {"dense": length, "moe": length}
+        self.ring = {"dense": False, "moe": False}
+        self.held = {
+            kind: (
+                torch.full((n,), -1, device=device)
+                if self.ring[kind]
+                else torch.arange(n, device=device)
+            )
+            for kind, n in self.slots.items()
+        }
+        self.layers = [
+            self.layer_cache(config, kind, batch, device, dtype) for kind in config.layer_types
+        ]
+
+    def layer_cache(self, config: Config, kind: str, batch: int, device, dtype):
+        return LatentCache(
+            self, batch, self.slots[kind], config.kv_rank, config.qk_rope_dim, device, dtype
+        )
+
+    def keys(self, kind: str, positions: torch.Tensor) -> torch.Tensor:
+        """The positions of the keys a layer of this kind attends to while `positions` are written."""
+        return torch.cat((self.held[kind], positions)) if self.ring[kind] else self.held[kind]
+
+    def advance(self, positions: torch.Tensor) -> None:
+        """After a forward: the rings now hold the last positions written, and the next token follows."""
+        for kind, n in self.slots.items():
+            if self.ring[kind]:
+                self.held[kind].index_copy_(0, positions[-n:] % n, positions[-n:])
+        self.position += positions.shape[0]
+
+    def nbytes(self) -> int:
+        """Bytes of the keys and values (or latents) held, as `archdsl stats` counts them."""
+        return sum(
+            t.numel() * t.element_size()
+            for c in self.layers
+            for t in vars(c).values()
+            if isinstance(t, torch.Tensor)
+        )
+
+
 class Attention(nn.Module):
     """Multi-head latent attention: 128 heads; keys and values rebuilt from a 512-feature latent; queries through a rank-1536 bottleneck; 128 + 64 query/key features per head (the second part carries RoPE), 128 value features.
 
@@ -170,7 +294,13 @@ class Attention(nn.Module):
         )
         self.o_proj = nn.Linear(self.n_heads * self.v_dim, config.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: LatentCache | None = None,
+    ) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
         q = q.view(b, t, self.n_heads, -1).transpose(
@@ -178,20 +308,45 @@ class Attention(nn.Module):
         )  # [b, heads, t, qk_nope_dim + qk_rope_dim]
         q_nope, q_rope = q.split([self.qk_nope_dim, self.qk_rope_dim], dim=-1)
         latent, k_rope = self.kv_a_proj_with_mqa(x).split([self.kv_rank, self.qk_rope_dim], dim=-1)
-        latent = self.kv_a_layernorm(
-            latent
-        )  # [b, t, kv_rank]: what a cache would keep, with k_rope
+        latent = self.kv_a_layernorm(latent)  # [b, t, kv_rank]: what a cache keeps, with k_rope
         k_rope = k_rope.view(b, 1, t, self.qk_rope_dim)  # one rope key for all heads
         q_rope = apply_rope_interleaved(q_rope, *rope)
         k_rope = apply_rope_interleaved(k_rope, *rope)
+        if cache is not None:
+            return self.attend_to_latents(q_nope, q_rope, *cache.update(latent, k_rope), mask)
         # expand the latent into per-head keys (without positions) and values
         kv = self.kv_b_proj(latent).view(b, t, self.n_heads, -1).transpose(1, 2)
         k_nope, v = kv.split([self.qk_nope_dim, self.v_dim], dim=-1)
         q = torch.cat((q_nope, q_rope), dim=-1)
         k = torch.cat((k_nope, k_rope.expand(-1, self.n_heads, -1, -1)), dim=-1)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale
+        )
         out = out.transpose(1, 2).reshape(b, t, -1)  # [b, t, heads * v_dim]
         return self.o_proj(out)
+
+    def attend_to_latents(
+        self,
+        q_nope: torch.Tensor,
+        q_rope: torch.Tensor,
+        latent: torch.Tensor,
+        k_rope: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Attention over cached latents, without rebuilding keys and values: kv_b_proj is absorbed
+        into the queries (q_nope · W_uk) and into the output (W_uv), so each step reads only the
+        kv_rank + qk_rope_dim features a token keeps."""
+        b, _, t, _ = q_nope.shape
+        w = self.kv_b_proj.weight.view(self.n_heads, -1, self.kv_rank)
+        w_uk, w_uv = w.split(
+            [self.qk_nope_dim, self.v_dim], dim=1
+        )  # [heads, qk_nope_dim | v_dim, kv_rank]
+        q_latent = q_nope @ w_uk  # [b, heads, t, kv_rank]
+        scores = q_latent @ latent[:, None].transpose(-2, -1) + q_rope @ k_rope.transpose(-2, -1)
+        scores = (scores * self.scale).masked_fill(~mask, float("-inf"))  # [b, heads, t, keys]
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q_nope.dtype)
+        out = (weights @ latent[:, None]) @ w_uv.transpose(-2, -1)  # [b, heads, t, v_dim]
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 
 class SwiGLU(nn.Module):
@@ -328,8 +483,14 @@ class Block(nn.Module):
         else:
             self.mlp = MoE(config)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rope)
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: LatentCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache)
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x
 
@@ -379,7 +540,8 @@ class MTPModule(nn.Module):
             yarn_scale(c.rope_factor, c.rope_mscale)
             / yarn_scale(c.rope_factor, c.rope_mscale_all_dim),
         )
-        return self.block(x, rope)
+        mask = {"dense": None, "moe": None}
+        return self.block(x, rope, mask["moe"])
 
 
 class Model(nn.Module):
@@ -399,14 +561,19 @@ class Model(nn.Module):
             else None
         )
 
-    def forward(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        """Logits [batch, seq, vocab] for token ids [batch, seq]."""
-        return self.lm_head(self.hidden_states(input_ids))
+    def forward(self, input_ids: torch.LongTensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits [batch, seq, vocab] for token ids [batch, seq] (that follow those in `cache`, if given)."""
+        return self.lm_head(self.hidden_states(input_ids, cache))
 
-    def hidden_states(self, input_ids: torch.LongTensor) -> torch.Tensor:
+    def hidden_states(
+        self, input_ids: torch.LongTensor, cache: KVCache | None = None
+    ) -> torch.Tensor:
         """The last layer's states after the final norm, [batch, seq, d_model]."""
         c = self.config
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        if cache is not None:  # the new tokens follow those already in the cache
+            positions = positions + cache.position
+            cache.positions = positions
         x = self.embed_tokens(input_ids)
         # RoPE: cos and sin tables for these positions
         rope = rope_tables(
@@ -425,8 +592,18 @@ class Model(nn.Module):
             yarn_scale(c.rope_factor, c.rope_mscale)
             / yarn_scale(c.rope_factor, c.rope_mscale_all_dim),
         )
-        for layer in self.layers:
-            x = layer(x, rope)
+        # attention masks: True where a query may attend a key (None: plain causal)
+        if cache is None:
+            mask = {"dense": None, "moe": None}
+        else:
+            mask_dense = causal_mask(positions, cache.keys("dense", positions))
+            mask_moe = causal_mask(positions, cache.keys("moe", positions))
+            mask = {"dense": mask_dense, "moe": mask_moe}
+        caches = [None] * len(self.layers) if cache is None else cache.layers
+        for layer, layer_type, layer_cache in zip(self.layers, c.layer_types, caches):
+            x = layer(x, rope, mask[layer_type], layer_cache)
+        if cache is not None:
+            cache.advance(positions)
         x = self.norm(x)
         return x
 
@@ -466,13 +643,25 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.LongTensor, max_new_tokens: int) -> torch.LongTensor:
-        """Greedy decoding: append the most likely next token, `max_new_tokens` times.
-
-        Returns the prompt followed by the new tokens. Each step recomputes the whole sequence."""
-        for _ in range(max_new_tokens):
-            next_token = self(input_ids)[:, -1].argmax(dim=-1, keepdim=True)
-            input_ids = torch.cat((input_ids, next_token), dim=1)
-        return input_ids
+        """Greedy decoding: the prompts [batch, seq] (of equal length) in one forward pass that
+        fills a preallocated KV cache, then one token at a time. Returns the prompts followed by
+        `max_new_tokens` new tokens."""
+        if max_new_tokens <= 0:
+            return input_ids
+        length = input_ids.shape[1] + max_new_tokens
+        cache = KVCache(
+            self.config,
+            input_ids.shape[0],
+            length,
+            input_ids.device,
+            self.embed_tokens.weight.dtype,
+        )
+        token = self(input_ids, cache)[:, -1:].argmax(dim=-1)
+        tokens = [input_ids, token]
+        for _ in range(max_new_tokens - 1):
+            token = self(token, cache)[:, -1:].argmax(dim=-1)
+            tokens.append(token)
+        return torch.cat(tokens, dim=1)
 
     def load_hf_checkpoint(self, path) -> None:
         """Load weights saved by Hugging Face `save_pretrained` (or downloaded from the Hub).

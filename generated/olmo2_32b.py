@@ -69,6 +69,110 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+def causal_mask(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """[queries, keys] booleans, True where a query may attend a key: the key is not later
+    (positions; a key at -1 is an empty cache slot)."""
+    return (keys[None, :] <= queries[:, None]) & (keys[None, :] >= 0)
+
+
+class LayerCache:
+    """One layer's preallocated keys and values: [batch, kv_heads, slots, head_dim].
+
+    A layer that sees the whole context has a slot per position and writes each token at its
+    position. A windowed or chunked layer has a ring of `slots`: position p lives in slot
+    p mod slots, and the new tokens attend to the ring as it was plus themselves, so that a
+    prompt longer than the ring is still right."""
+
+    def __init__(
+        self,
+        owner: "KVCache",
+        batch: int,
+        kv_heads: int,
+        slots: int,
+        head_dim: int,
+        ring: bool,
+        device,
+        dtype,
+    ):
+        self.owner = owner
+        self.ring = ring
+        self.k = torch.zeros(batch, kv_heads, slots, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros(batch, kv_heads, slots, head_dim, device=device, dtype=dtype)
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the new keys and values; return those the new queries attend to."""
+        positions = self.owner.positions
+        if not self.ring:
+            self.k.index_copy_(2, positions, k)
+            self.v.index_copy_(2, positions, v)
+            return self.k, self.v
+        keys, values = torch.cat((self.k, k), dim=2), torch.cat((self.v, v), dim=2)
+        slots = self.k.shape[2]
+        self.k.index_copy_(2, positions[-slots:] % slots, k[:, :, -slots:])
+        self.v.index_copy_(2, positions[-slots:] % slots, v[:, :, -slots:])
+        return keys, values
+
+
+class KVCache:
+    """Preallocated keys and values of every layer, for generation (see Model.generate).
+
+    `length` is the longest sequence it can hold. Every layer keeps a slot per position."""
+
+    def __init__(self, config: Config, batch: int, length: int, device=None, dtype=None):
+        self.length = length
+        self.position = torch.zeros(
+            (), dtype=torch.long, device=device
+        )  # where the next token goes
+        self.positions = self.position[None]  # the positions being written (set by Model.forward)
+        # slots of each kind of layer, and the position each slot holds (-1: empty)
+        self.slots = {"decoder": length}
+        self.ring = {"decoder": False}
+        self.held = {
+            kind: (
+                torch.full((n,), -1, device=device)
+                if self.ring[kind]
+                else torch.arange(n, device=device)
+            )
+            for kind, n in self.slots.items()
+        }
+        self.layers = [
+            self.layer_cache(config, kind, batch, device, dtype)
+            for kind in ["decoder"] * config.n_layers
+        ]
+
+    def layer_cache(self, config: Config, kind: str, batch: int, device, dtype):
+        return LayerCache(
+            self,
+            batch,
+            config.n_kv_heads,
+            self.slots[kind],
+            config.head_dim,
+            self.ring[kind],
+            device,
+            dtype,
+        )
+
+    def keys(self, kind: str, positions: torch.Tensor) -> torch.Tensor:
+        """The positions of the keys a layer of this kind attends to while `positions` are written."""
+        return torch.cat((self.held[kind], positions)) if self.ring[kind] else self.held[kind]
+
+    def advance(self, positions: torch.Tensor) -> None:
+        """After a forward: the rings now hold the last positions written, and the next token follows."""
+        for kind, n in self.slots.items():
+            if self.ring[kind]:
+                self.held[kind].index_copy_(0, positions[-n:] % n, positions[-n:])
+        self.position += positions.shape[0]
+
+    def nbytes(self) -> int:
+        """Bytes of the keys and values (or latents) held, as `archdsl stats` counts them."""
+        return sum(
+            t.numel() * t.element_size()
+            for c in self.layers
+            for t in vars(c).values()
+            if isinstance(t, torch.Tensor)
+        )
+
+
 class Attention(nn.Module):
     """Grouped-query attention: 40 query heads of 128 features share 8 key/value heads (5 each); queries and keys normalised over the whole projection."""
 
@@ -84,17 +188,27 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(config.n_heads * self.head_dim, config.norm_eps)
         self.k_norm = RMSNorm(config.n_kv_heads * self.head_dim, config.norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
         b, t, _ = x.shape
         # project, then split into heads: q [b, heads, t, head_dim], k and v [b, kv_heads, t, head_dim]
         q = self.q_norm(self.q_proj(x)).view(b, t, -1, self.head_dim).transpose(1, 2)
         k = self.k_norm(self.k_proj(x)).view(b, t, -1, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        # each key/value head serves `groups` query heads
-        k = k.repeat_interleave(self.groups, dim=1)
-        v = v.repeat_interleave(self.groups, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if (
+            cache is not None
+        ):  # generation: keep the new keys and values, attend to all that are kept
+            k, v = cache.update(k, v)
+        # a mask for windows, chunks and cached keys; plain causal attention otherwise
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True
+        )
         out = out.transpose(1, 2).reshape(b, t, -1)  # [b, t, heads * head_dim]
         return self.o_proj(out)
 
@@ -122,9 +236,15 @@ class Block(nn.Module):
         self.mlp = SwiGLU(config.d_model, config.ffn_hidden)
         self.post_feedforward_layernorm = RMSNorm(config.d_model, config.norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
         # norms on the sublayer outputs, inside the residual: x + norm(f(x))
-        x = x + self.post_attention_layernorm(self.self_attn(x, rope))
+        x = x + self.post_attention_layernorm(self.self_attn(x, rope, mask, cache))
         x = x + self.post_feedforward_layernorm(self.mlp(x))
         return x
 
@@ -140,15 +260,26 @@ class Model(nn.Module):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
 
-    def forward(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        """Logits [batch, seq, vocab] for token ids [batch, seq]."""
+    def forward(self, input_ids: torch.LongTensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits [batch, seq, vocab] for token ids [batch, seq] (that follow those in `cache`, if given)."""
         c = self.config
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        if cache is not None:  # the new tokens follow those already in the cache
+            positions = positions + cache.position
+            cache.positions = positions
         x = self.embed_tokens(input_ids)
         # RoPE: cos and sin tables for these positions
         rope = rope_tables(positions, rope_frequencies(c.head_dim, c.rope_theta, x.device), x.dtype)
-        for layer in self.layers:
-            x = layer(x, rope)
+        # attention masks: True where a query may attend a key (None: plain causal)
+        if cache is None:
+            mask = None
+        else:
+            mask = causal_mask(positions, cache.keys("decoder", positions))
+        caches = [None] * len(self.layers) if cache is None else cache.layers
+        for layer, layer_cache in zip(self.layers, caches):
+            x = layer(x, rope, mask, layer_cache)
+        if cache is not None:
+            cache.advance(positions)
         x = self.norm(x)
         return self.lm_head(x)
 
@@ -168,13 +299,25 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def generate(self, input_ids: torch.LongTensor, max_new_tokens: int) -> torch.LongTensor:
-        """Greedy decoding: append the most likely next token, `max_new_tokens` times.
-
-        Returns the prompt followed by the new tokens. Each step recomputes the whole sequence."""
-        for _ in range(max_new_tokens):
-            next_token = self(input_ids)[:, -1].argmax(dim=-1, keepdim=True)
-            input_ids = torch.cat((input_ids, next_token), dim=1)
-        return input_ids
+        """Greedy decoding: the prompts [batch, seq] (of equal length) in one forward pass that
+        fills a preallocated KV cache, then one token at a time. Returns the prompts followed by
+        `max_new_tokens` new tokens."""
+        if max_new_tokens <= 0:
+            return input_ids
+        length = input_ids.shape[1] + max_new_tokens
+        cache = KVCache(
+            self.config,
+            input_ids.shape[0],
+            length,
+            input_ids.device,
+            self.embed_tokens.weight.dtype,
+        )
+        token = self(input_ids, cache)[:, -1:].argmax(dim=-1)
+        tokens = [input_ids, token]
+        for _ in range(max_new_tokens - 1):
+            token = self(token, cache)[:, -1:].argmax(dim=-1)
+            tokens.append(token)
+        return torch.cat(tokens, dim=1)
 
     def load_hf_checkpoint(self, path) -> None:
         """Load weights saved by Hugging Face `save_pretrained` (or downloaded from the Hub).

@@ -99,9 +99,28 @@ def test_sliding_window_mask(tmp_path, window):
     """Window W: query i attends to key j exactly when i - W < j <= i."""
     m = module_with("theta=10_000", tmp_path, window=window)
     t = 12
-    mask = m.sliding_window_mask(torch.arange(t), window)
+    mask = m.sliding_window_mask(torch.arange(t), torch.arange(t), window)
     for i, j in itertools.product(range(t), range(t)):
         assert bool(mask[i, j]) == (i - window < j <= i)
+    # against cached keys: positions held by a ring (-1: an empty slot), then the new queries
+    keys = torch.tensor([-1, 9, 10, 11, 12, 13])
+    mask = m.sliding_window_mask(torch.tensor([12, 13]), keys, window)
+    for a, i in enumerate([12, 13]):
+        for b, j in enumerate(keys.tolist()):
+            assert bool(mask[a, b]) == (j >= 0 and i - window < j <= i)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+def test_chunked_mask(tmp_path, chunk):
+    """Chunk C: query i attends to key j exactly when j <= i and both are in the same chunk."""
+    text = f"""model m {{ vocab 8; d_model 16; context 32; norm rms; block b {{ attention mha(heads=2, chunk={chunk}); rope theta=10; ffn mlp(hidden=8) }}; layers b }}"""
+    path = tmp_path / "m.py"
+    path.write_text(render(loads(text), "m.arch", text.encode(), "test"))
+    m = import_path(path)
+    t = 12
+    mask = m.chunked_mask(torch.arange(t), torch.arange(t), chunk)
+    for i, j in itertools.product(range(t), range(t)):
+        assert bool(mask[i, j]) == (j <= i and i // chunk == j // chunk)
 
 
 def test_grouped_linear_both_paths(tmp_path):

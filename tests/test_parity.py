@@ -140,7 +140,7 @@ SABOTAGE = [
     ("llama4-maverick", "routed = self.experts((x[token] * weight).to(x.dtype), offsets)", "routed = self.experts(x[token], offsets) * weight"),
     ("llama4-maverick", "q = (q * temperature[:, None]).to(q.dtype)", "pass"),
     ("llama4-scout-like", "q, k = l2_norm(q, self.qk_norm_eps), l2_norm(k, self.qk_norm_eps)", "pass"),
-    ("gemma3-27b", "return (distance >= 0) & (distance < window)", "return distance >= 0"),
+    ("gemma3-27b", "return causal_mask(queries, keys) & (queries[:, None] - keys[None, :] < window)", "return causal_mask(queries, keys)"),
     ("gemma-softcap", "scores = self.softcap * torch.tanh(scores / self.softcap)", "pass"),
 ]
 
