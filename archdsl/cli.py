@@ -356,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         "count its parameters, export or import Hugging Face configs, and generate a standalone PyTorch module.",
         epilog=EXAMPLES
         + "  archdsl draw specs/gemma3-27b.arch -o gemma3.svg\n"
-        + "  archdsl draw specs/deepseek-v3.arch specs/kimi-k2.arch -o pair.svg   # side by side, differences outlined\n"
-        + "  archdsl report specs/*.arch -o docs                    # docs/report.html\n",
+        + "  archdsl draw specs/deepseek-v3.arch specs/kimi-k2.arch -o pair.svg  # side by side, differences outlined\n"
+        + "  archdsl report specs/*.arch -o docs                    # writes docs/report.html\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"archdsl {__version__}")

@@ -49,8 +49,19 @@ _BOLD = (
     "687 716 716 493 595 478 712 652 924 645 652 582 712 365 712 838"
 )
 _EXTRA = {  # (regular, bold)
-    "·": (318, 380), "×": (838, 838), "—": (1000, 1000), "–": (500, 500), "→": (838, 838), "θ": (612, 687),
-    "≈": (838, 838), "\u00a0": (318, 348), "…": (1000, 1000), "√": (637, 667), "α": (659, 700), "Δ": (684, 774), "≠": (838, 838),
+    "·": (318, 380),
+    "×": (838, 838),
+    "—": (1000, 1000),
+    "–": (500, 500),
+    "→": (838, 838),
+    "θ": (612, 687),
+    "≈": (838, 838),
+    "\u00a0": (318, 348),
+    "…": (1000, 1000),
+    "√": (637, 667),
+    "α": (659, 700),
+    "Δ": (684, 774),
+    "≠": (838, 838),
 }
 _WIDTHS = {
     False: {chr(32 + i): int(w) / 1000 for i, w in enumerate(_REGULAR.split())},
@@ -552,7 +563,12 @@ def plan(model: ir.Model) -> Plan:
     cards = [_card_of("head", "Output head", head)]
     if model.mtp:
         cards.append(
-            _card_of("mtp", "Multi-token prediction", [f"{model.mtp} module{'s' if model.mtp > 1 else ''}", f"{_si(s.mtp_params)} parameters", "counted apart"], dashed=True)
+            _card_of(
+                "mtp",
+                "Multi-token prediction",
+                [f"{model.mtp} module{'s' if model.mtp > 1 else ''}", f"{_si(s.mtp_params)} parameters", "counted apart"],
+                dashed=True,
+            )
         )
     rows["head"] = Row("head", cards)
 
@@ -633,7 +649,9 @@ class Svg:
     def text(self, box: str, x, y, style: str, text: str, anchor: str = "middle") -> None:
         size, bold, colour = STYLES[style]
         weight = ' font-weight="bold"' if bold else ""
-        self.front.append(f'<text data-box="{box}" x="{_f(x)}" y="{_f(y)}" font-size="{size}"{weight} fill="{colour}" text-anchor="{anchor}">{escape(text)}</text>')
+        self.front.append(
+            f'<text data-box="{box}" x="{_f(x)}" y="{_f(y)}" font-size="{size}"{weight} fill="{colour}" text-anchor="{anchor}">{escape(text)}</text>'
+        )
 
     def path(self, points: list[tuple[float, float]], arrow: bool = False, colour: str = INK) -> None:
         d = " ".join(f"{'M' if i == 0 else 'L'}{_f(x)} {_f(y)}" for i, (x, y) in enumerate(points))
@@ -644,9 +662,9 @@ class Svg:
             ux, uy = (x1 - x0) / length, (y1 - y0) / length
             bx, by = x1 - 7 * ux, y1 - 7 * uy
             tip = [(x1, y1), (bx - 3.5 * uy, by + 3.5 * ux), (bx + 3.5 * uy, by - 3.5 * ux)]
-            self.lines.append(f'<path d="M{_f(tip[0][0])} {_f(tip[0][1])} L{_f(tip[1][0])} {_f(tip[1][1])} L{_f(tip[2][0])} {_f(tip[2][1])} Z" fill="{colour}"/>')
-
-
+            self.lines.append(
+                f'<path d="M{_f(tip[0][0])} {_f(tip[0][1])} L{_f(tip[1][0])} {_f(tip[1][1])} L{_f(tip[2][0])} {_f(tip[2][1])} Z" fill="{colour}"/>'
+            )
 
 
 def _card(svg: Svg, card: Card, x: float, y: float, w: float, h: float, slot: str, changed: bool | None) -> str:
@@ -715,7 +733,9 @@ class Column:
             w = max(w, card.natural_width() - 2 * FRAME_PAD - FRAME_LANE)
         # the frame's labels sit left and right of the centre line
         widest = max(text_width(t, STYLES[s][0], STYLES[s][1]) for s, t in _tab_lines(plan.frame, 10**6)[:1])
-        words = max(text_width(word, STYLES[s][0], STYLES[s][1]) for s, items, _ in plan.frame.parts + plan.norms.parts for item in items for word in item.split(" "))
+        words = max(
+            text_width(word, STYLES[s][0], STYLES[s][1]) for s, items, _ in plan.frame.parts + plan.norms.parts for item in items for word in item.split(" ")
+        )
         w = max(w, 2 * (max(widest, words) + TAB_GAP), 2 * (words + TAB_GAP - FRAME_LANE))
         self.w = float(math.ceil(w))
         self.full = self.w + 2 * FRAME_PAD + FRAME_LANE
@@ -805,14 +825,28 @@ def _draw(plans: list[Plan], changed: set[str] | None, title: Card | None, notes
         if flag is not None:
             attrs["data-changed"] = "true" if flag else "false"
         fill, stroke = PALETTE["layers"]
-        svg.rect(svg.back, svg.box_id(), col.x0, frame_top, col.full, frame_bottom - frame_top, fill, HIGHLIGHT if flag else stroke, rx=12, width=3 if flag else 1.4, attrs=attrs)
+        svg.rect(
+            svg.back,
+            svg.box_id(),
+            col.x0,
+            frame_top,
+            col.full,
+            frame_bottom - frame_top,
+            fill,
+            HIGHLIGHT if flag else stroke,
+            rx=12,
+            width=3 if flag else 1.4,
+            attrs=attrs,
+        )
         left, right = col.tabs()
         for lines, x, w, anchor in (
             (left, col.x0 + FRAME_PAD, col.w / 2 - TAB_GAP, "start"),
             (right, col.cx + TAB_GAP, col.w / 2 + FRAME_LANE - TAB_GAP, "end"),
         ):
             box = svg.box_id()
-            svg.rect(svg.front, box, x, tabs_y, w, _lines_height(lines), "none", "none", rx=0, width=0, attrs={"data-component": "label", "data-slot": "frame-label"})
+            svg.rect(
+                svg.front, box, x, tabs_y, w, _lines_height(lines), "none", "none", rx=0, width=0, attrs={"data-component": "label", "data-slot": "frame-label"}
+            )
             _text_lines(svg, box, lines, x if anchor == "start" else x + w, tabs_y, anchor)
 
         placed: list[Placed] = []
@@ -832,7 +866,9 @@ def _draw(plans: list[Plan], changed: set[str] | None, title: Card | None, notes
             if row.add:
                 ax, ay = row.add
                 svg.front.append(f'<circle cx="{_f(ax)}" cy="{_f(ay)}" r="{ADD_R}" fill="#ffffff" stroke="{INK}" stroke-width="1.4"/>')
-                svg.front.append(f'<path d="M{_f(ax - 5)} {_f(ay)} L{_f(ax + 5)} {_f(ay)} M{_f(ax)} {_f(ay - 5)} L{_f(ax)} {_f(ay + 5)}" stroke="{INK}" stroke-width="1.6"/>')
+                svg.front.append(
+                    f'<path d="M{_f(ax - 5)} {_f(ay)} L{_f(ax + 5)} {_f(ay)} M{_f(ax)} {_f(ay - 5)} L{_f(ax)} {_f(ay + 5)}" stroke="{INK}" stroke-width="1.6"/>'
+                )
         _connect(svg, placed, col.cx)
         _residuals(svg, placed, col.cx, col.x0 + FRAME_PAD + col.w + FRAME_LANE / 2)
     return "\n".join(svg.back + svg.lines + svg.front), total_w, total_h
@@ -944,7 +980,9 @@ def render_pair(a: ir.Model, b: ir.Model) -> str:
     title = Card("page", [("page", [f"{na}  vs  {nb}"], ""), ("note", [note], "")])
     notes = None
     if d.changes:
-        lines = [f"{c.section}{'' if c.what == c.section else ' · ' + c.what}{f' [layers {c.layers}]' if c.layers else ''}:  {c.a}  →  {c.b}" for c in d.changes]
+        lines = [
+            f"{c.section}{'' if c.what == c.section else ' · ' + c.what}{f' [layers {c.layers}]' if c.layers else ''}:  {c.a}  →  {c.b}" for c in d.changes
+        ]
         notes = Card("changes", [("title", ["What differs (A → B)"], ""), ("note", lines, "")], align="start", wrap=10**6)
     body, w, h = _draw([plan(a), plan(b)], changed, title, notes)
     return _svg(body, w, h, f"{na} vs {nb}", True)

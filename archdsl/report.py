@@ -166,8 +166,10 @@ def render(models: list[tuple[str, ir.Model]]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>archdsl: architectures</title>\n"
         f"<style>\n{STYLE}\n</style>\n</head>\n<body>\n"
-        f"<h1>Architectures</h1>\n<p class=\"lead\">{lead}</p>\n"
-        '<div class="wrap">\n<table>\n<thead>\n<tr>' + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr>\n</thead>\n<tbody>\n"
+        f'<h1>Architectures</h1>\n<p class="lead">{lead}</p>\n'
+        '<div class="wrap">\n<table>\n<thead>\n<tr>'
+        + "".join(f"<th>{escape(h)}</th>" for h in heads)
+        + "</tr>\n</thead>\n<tbody>\n"
         + "\n".join(rows)
         + "\n</tbody>\n</table>\n</div>\n"
         + '<div class="diagrams">\n'

@@ -311,13 +311,14 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor)
     the rows of expert e end at offsets[e] (cumulative counts).
 
     One grouped matmul where this PyTorch has one for the device and dtype (and the row sizes
-    are 16-byte aligned); otherwise one matmul per expert that received rows."""
+    are 16-byte aligned): bfloat16, or other dtypes on the CPU outside torch.compile; otherwise
+    one matmul per expert that received rows."""
     size = x.element_size()
     if (
         hasattr(F, "grouped_mm")
         and (
-            (x.is_cuda and x.dtype == torch.bfloat16)
-            or (x.device.type == "cpu" and x.dtype == torch.float32)
+            x.dtype == torch.bfloat16
+            or (x.device.type == "cpu" and not torch.compiler.is_compiling())
         )
         and weight.dtype == x.dtype
         and x.shape[1] * size % 16 == 0
@@ -387,7 +388,10 @@ class MoE(nn.Module):
         chosen = experts.flatten()
         order = chosen.argsort(stable=True)
         token = order // self.top_k  # the token of each sorted choice
-        offsets = torch.bincount(chosen, minlength=self.n_experts).cumsum(0).to(torch.int32)
+        counts = torch.zeros(self.n_experts, dtype=torch.long, device=x.device).scatter_add_(
+            0, chosen, torch.ones_like(chosen)
+        )
+        offsets = counts.cumsum(0).to(torch.int32)  # where each expert's block of tokens ends
         weight = weights.flatten()[order, None]
         # the router's weight scales what the expert sees, not what it returns
         routed = self.experts((x[token] * weight).to(x.dtype), offsets)
