@@ -419,9 +419,13 @@ class Model(nn.Module):
             else None
         )
 
-    def forward(self, input_ids: torch.LongTensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits [batch, seq, vocab] for token ids [batch, seq] (that follow those in `cache`, if given)."""
-        return self.lm_head(self.hidden_states(input_ids, cache))
+    def forward(
+        self, input_ids: torch.LongTensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits [batch, seq, vocab] for token ids [batch, seq] (that follow those in `cache`, if
+        given); with last_only, only the last position's, [batch, 1, vocab]."""
+        x = self.hidden_states(input_ids, cache)
+        return self.lm_head(x[:, -1:] if last_only else x)
 
     def hidden_states(
         self, input_ids: torch.LongTensor, cache: KVCache | None = None
@@ -503,10 +507,10 @@ class Model(nn.Module):
             input_ids.device,
             self.embed_tokens.weight.dtype,
         )
-        token = self(input_ids, cache)[:, -1:].argmax(dim=-1)
+        token = self(input_ids, cache, last_only=True).argmax(dim=-1)
         tokens = [input_ids, token]
         for _ in range(max_new_tokens - 1):
-            token = self(token, cache)[:, -1:].argmax(dim=-1)
+            token = self(token, cache).argmax(dim=-1)
             tokens.append(token)
         return torch.cat(tokens, dim=1)
 

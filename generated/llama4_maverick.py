@@ -442,8 +442,11 @@ class Model(nn.Module):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
 
-    def forward(self, input_ids: torch.LongTensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits [batch, seq, vocab] for token ids [batch, seq] (that follow those in `cache`, if given)."""
+    def forward(
+        self, input_ids: torch.LongTensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits [batch, seq, vocab] for token ids [batch, seq] (that follow those in `cache`, if
+        given); with last_only, only the last position's, [batch, 1, vocab]."""
         c = self.config
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         if cache is not None:  # the new tokens follow those already in the cache
@@ -475,7 +478,7 @@ class Model(nn.Module):
         if cache is not None:
             cache.advance(positions)
         x = self.norm(x)
-        return self.lm_head(x)
+        return self.lm_head(x[:, -1:] if last_only else x)
 
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> None:
@@ -512,10 +515,10 @@ class Model(nn.Module):
             input_ids.device,
             self.embed_tokens.weight.dtype,
         )
-        token = self(input_ids, cache)[:, -1:].argmax(dim=-1)
+        token = self(input_ids, cache, last_only=True).argmax(dim=-1)
         tokens = [input_ids, token]
         for _ in range(max_new_tokens - 1):
-            token = self(token, cache)[:, -1:].argmax(dim=-1)
+            token = self(token, cache).argmax(dim=-1)
             tokens.append(token)
         return torch.cat(tokens, dim=1)
 
