@@ -105,7 +105,7 @@ def _generate_one(path: str, out_dir: str, tiny: bool) -> tuple[str, str]:
 
 
 def cmd_generate(args) -> int:
-    from .codegen import write_atomic
+    from .codegen import write_all_atomic
     from .errors import ErrorCollector, SpecError
 
     out_dir = Path(args.output)
@@ -153,14 +153,15 @@ def cmd_generate(args) -> int:
     # Ctrl-C is held back while the files are replaced, so a batch is written whole or not at all.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
     try:
+        changed = {}
         for filename, (_, source) in sorted(outputs.items()):
             target = out_dir / filename
-            if target.is_file() and target.read_text(encoding="utf-8") == source:
-                continue
-            try:
-                write_atomic(target, source)
-            except OSError as exc:
-                raise InputError(f"cannot write {_display(target)}: {exc.strerror}") from None
+            if not (target.is_file() and target.read_text(encoding="utf-8") == source):
+                changed[target] = source
+        try:
+            write_all_atomic(changed)
+        except OSError as exc:
+            raise InputError(f"cannot write to {_display(out_dir)}: {exc.strerror or exc} (no file was changed)") from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

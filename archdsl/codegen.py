@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import jinja2
 
 from . import __version__, ir
+from .printer import smallest_period
 from .stats import compute
 
 BLACK_LINE_LENGTH = 100
@@ -136,16 +138,15 @@ def layer_types_expr(kinds: tuple[str, ...]) -> str:
 
     n = len(kinds)
     best = runs(kinds)
-    for period in range(1, n // 2 + 1):
-        if all(kinds[i] == kinds[i % period] for i in range(n)):
-            body = runs(kinds[:period])
-            body = f"({body})" if "+" in body else body
-            expr = f"{body} * {n // period}"
-            if n % period:
-                expr += " + " + runs(kinds[: n % period])
-            if len(expr) < len(best):
-                best = expr
-            break
+    period = smallest_period(kinds)
+    if period <= n // 2:
+        body = runs(kinds[:period])
+        body = f"({body})" if "+" in body else body
+        expr = f"{body} * {n // period}"
+        if n % period:
+            expr += " + " + runs(kinds[: n % period])
+        if len(expr) < len(best):
+            best = expr
     return best
 
 
@@ -206,6 +207,17 @@ class _Planner:
         self.cfg = ConfigPlan()
         self.kinds = model.used_kinds
         self.blocks = {k: model.kinds[k] for k in self.kinds}
+        # class names the templates define themselves; every planned class takes a new name
+        self.class_names = {"Config", "Model", "RMSNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead"}
+
+    def class_name(self, name: str) -> str:
+        """`name`, or `name` numbered when two layer types' names map to one (`x` and `X`)."""
+        unique, n = name, 1
+        while unique in self.class_names:
+            n += 1
+            unique = f"{name}{n}"
+        self.class_names.add(unique)
+        return unique
 
     def per_kind(self, name: str, get, comment: str) -> dict[str, str | None]:
         return self.cfg.per_kind(name, {k: get(b) for k, b in self.blocks.items()}, comment, self.kinds)
@@ -217,8 +229,15 @@ class _Planner:
         self.cfg.add("vocab_size", m.vocab, "tokens in the vocabulary")
         self.cfg.add("d_model", m.d_model, "width of the residual stream")
         self.cfg.add("context", m.context, "longest sequence the model is built for")
+        # The model's own norms (embedding, final) are labelled "model", unless a layer type has that name.
+        self.model_label = "model"
+        while self.model_label in self.blocks:
+            self.model_label = "_" + self.model_label
         self.norm_eps = self.cfg.per_kind(
-            "norm_eps", {"model": m.norm.eps, **{k: b.norm.eps for k, b in self.blocks.items()}}, "norm epsilon", ["model", *self.kinds]
+            "norm_eps",
+            {self.model_label: m.norm.eps, **{k: b.norm.eps for k, b in self.blocks.items()}},
+            "norm epsilon",
+            [self.model_label, *self.kinds],
         )
         norms = [m.norm, *[b.norm for b in self.blocks.values()]]
         rms = [n for n in norms if isinstance(n, ir.RMSNorm)]
@@ -528,7 +547,7 @@ class _Planner:
             contexts[key] = context
         ctor = {}
         for key, group in rendered.items():
-            name = "Attention" if len(rendered) == 1 else f"{_camel(group[0])}Attention"
+            name = self.class_name("Attention" if len(rendered) == 1 else f"{_camel(group[0])}Attention")
             # a class shared by kinds with and without an input must accept None for it
             context = dict(contexts[key], name=name)
             if context["template"] == "attention.py.j2":
@@ -548,7 +567,7 @@ class _Planner:
             if existing["signature"] == signature:
                 return existing["name"]
         base = {"mlp": "MLP", "swiglu": "SwiGLU", "geglu": "GeGLU"}[kind]
-        name = base if all(c["name"] != base for c in self.plan.ffn_classes) else f"{_camel(owner)}{base}"
+        name = self.class_name(base if all(c["name"] != base for c in self.plan.ffn_classes) else f"{_camel(owner)}{base}")
         gated = kind != "mlp"
         self.plan.ffn_classes.append(
             {
@@ -616,14 +635,14 @@ class _Planner:
             key = repr(sorted(router.items()))
             if key not in routers:
                 base = {"softmax_topk": "SoftmaxRouter", "topk_softmax": "TopkSoftmaxRouter", "sigmoid": "SigmoidRouter", "topk_sigmoid": "TopkSigmoidRouter"}[r.kind]
-                name = base if all(x["name"] != base for x in routers.values()) else f"{_camel(k)}{base}"
+                name = self.class_name(base if all(x["name"] != base for x in routers.values()) else f"{_camel(k)}{base}")
                 routers[key] = dict(router, name=name)
             router_name = routers[key]["name"]
             act = f.act.kind
             clamped = isinstance(f.act, ir.SwigluClamped)
             esig = (act, f.bias, alpha[k], limit[k])
             if esig not in experts_classes:
-                experts_classes[esig] = "Experts" if not experts_classes else f"{_camel(k)}Experts"
+                experts_classes[esig] = self.class_name("Experts" if not experts_classes else f"{_camel(k)}Experts")
             plain_act = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}.get(act)
             shared = dense = None
             if f.shared:
@@ -645,7 +664,7 @@ class _Planner:
             }
             key = repr(sorted(moe.items()))
             if key not in classes:
-                classes[key] = dict(moe, name="MoE" if not classes else f"{_camel(k)}MoE")
+                classes[key] = dict(moe, name=self.class_name("MoE" if not classes else f"{_camel(k)}MoE"))
             ctor[k] = f"{classes[key]['name']}(config)"
         self.plan.moe = {
             "grouped": True,
@@ -675,7 +694,7 @@ class _Planner:
             ctor = self.norm_ctor(b.norm, "config.d_model", self.norm_eps[k])
             block_groups.setdefault((b.norms, ctor), []).append(k)
         for (norms, ctor), group in block_groups.items():
-            name = "Block" if len(block_groups) == 1 else f"{_camel(group[0])}Block"
+            name = self.class_name("Block" if len(block_groups) == 1 else f"{_camel(group[0])}Block")
             modules = []
 
             def module(attr: str, choices: dict[str, str], comment: str | None = None) -> None:
@@ -741,7 +760,7 @@ class _Planner:
         self.cfg.add("mtp_depth", m.mtp, "multi-token-prediction modules the spec declares")
         self.cfg.add("build_mtp", False, "build them (they are not needed to run the model)", "bool")
         self.plan.mtp = {
-            "norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps["model"]),
+            "norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps[self.model_label]),
             "block": block,
             "setup_lines": self.setup_uncached,
             "block_args": self.loop_args.replace("[layer_type]", f'["{kind}"]'),
@@ -761,7 +780,7 @@ class _Planner:
             "doc": f"{title}: token ids [batch, seq] → next-token logits [batch, seq, vocab].",
             "learned_positions": m.embedding.positions == "learned",
             "layers_expr": layers_expr,
-            "final_norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps["model"]) if m.final_norm else None,
+            "final_norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps[self.model_label]) if m.final_norm else None,
             "tied": m.embedding.tied,
             "embedding_scale": emb_scale,
             "output_scale": output_scale,
@@ -799,9 +818,9 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     title = safe_text(model.title or model.name)
     plan = Plan(
         version=__version__,
-        spec_path=spec_path,
+        spec_path=safe_text(spec_path, limit=1000),  # both end up in '#' comments: one line each
         spec_sha256=hashlib.sha256(spec_bytes).hexdigest(),
-        command=command,
+        command=safe_text(command, limit=1000),
         docstring=_docstring(model, title),
         title_text=title,
         checkpoint_layout=checkpoint_layout,
@@ -1031,14 +1050,52 @@ def render(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, che
 
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same directory and a rename: readers see the old file or the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_all_atomic({Path(path): text})
+
+
+def write_all_atomic(files: dict[Path, str]) -> None:
+    """Replace several files all or nothing: every new text goes to a temporary file beside its
+    target first; only when all are written are they renamed into place. Should a rename fail,
+    the files already replaced get their old contents back (kept as hard links or copies) and
+    the ones that did not exist are removed. Raises the first OSError."""
+    temporaries = {path: path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in files}
+    backups: dict[Path, Path | None] = {}  # target → its old contents, or None where it was new
+    replaced: list[Path] = []
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, text in files.items():
+            with open(temporaries[path], "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        if len(files) > 1:
+            for path in files:
+                backups[path] = None
+                if path.exists():
+                    backups[path] = path.with_name(f".{path.name}.{os.getpid()}.old")
+                    _keep_copy(path, backups[path])
+        for path in files:
+            os.replace(temporaries[path], path)
+            replaced.append(path)
+    except BaseException:
+        for path in reversed(replaced):
+            try:
+                if backups.get(path) is None:
+                    path.unlink()
+                else:
+                    os.replace(backups[path], path)
+            except OSError:
+                pass
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for leftover in [*temporaries.values(), *(b for b in backups.values() if b is not None)]:
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _keep_copy(path: Path, backup: Path) -> None:
+    try:
+        os.link(path, backup)
+    except OSError:  # a file system without hard links
+        shutil.copy2(path, backup)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -59,21 +61,35 @@ def render_diagnostic(diagnostic: Diagnostic, sources: dict[str, str]) -> str:
     """`path:line:col: error: message`, then the offending line with a caret under it."""
     position = diagnostic.position
     if position is None:
-        head = f"error: {diagnostic.message}"
-        return head + (f"\n  hint: {diagnostic.hint}" if diagnostic.hint else "")
-    lines = [f"{position}: error: {diagnostic.message}"]
+        head = f"error: {_message_text(diagnostic.message)}"
+        return head + (f"\n  hint: {_message_text(diagnostic.hint)}" if diagnostic.hint else "")
+    lines = [f"{_message_text(str(position))}: error: {_message_text(diagnostic.message)}"]
     text = sources.get(position.path)
     if text is not None:
-        source_lines = text.splitlines()
+        # Lines end at '\n' only, as the parser counts them (splitlines would also split at form
+        # feeds, U+2028 and others, and show the wrong line).
+        source_lines = [line.removesuffix("\r") for line in text.split("\n")]
         if 1 <= position.line <= len(source_lines):
-            line = _printable(source_lines[position.line - 1])
+            raw = source_lines[position.line - 1]
+            column = position.column - 1
+            # a long line is shown around the column, so that the caret stays in view
+            start = max(0, min(column - SHOWN // 3, len(raw) - SHOWN)) if len(raw) > SHOWN else 0
+            shown = raw[start : start + SHOWN]
+            prefix, suffix = ("…" if start else ""), ("…" if start + SHOWN < len(raw) else "")
             gutter = f"{position.line:>5} | "
-            lines.append(gutter + line)
-            width = max(1, min(position.length, len(line) - position.column + 1))
-            lines.append(" " * (len(gutter) - 2) + "| " + " " * (position.column - 1) + "^" * width)
+            lines.append(gutter + prefix + _printable(shown) + suffix)
+            at = column - start
+            width = max(1, min(position.length, len(shown) - at))
+            lines.append(" " * (len(gutter) - 2) + "| " + " " * (len(prefix) + at) + "^" * width)
     if diagnostic.hint:
-        lines.append(f"  hint: {diagnostic.hint}")
+        lines.append(f"  hint: {_message_text(diagnostic.hint)}")
     return "\n".join(lines)
+
+
+def _message_text(text: str) -> str:
+    """A message as printed: words quoted from the spec shortened, control and bidi characters escaped."""
+    text = re.sub(r"'([^'\n]{60})[^'\n]{2,}'", lambda m: f"'{m.group(1)}…'", text)
+    return "".join(ch if ch.isprintable() and ch not in _BIDI else f"\\u{ord(ch):04x}" for ch in text)
 
 
 def _printable(line: str) -> str:
@@ -82,11 +98,15 @@ def _printable(line: str) -> str:
     for ch in line:
         if ch == "\t":
             out.append(" ")
-        elif ord(ch) < 32 or ch in _BIDI:
+        elif not ch.isprintable() or ch in _BIDI:  # controls, DEL, line and paragraph separators, bidi
             out.append("?")
         else:
             out.append(ch)
-    return "".join(out)[:400]
+    return "".join(out)
+
+
+# Columns of a source line shown under a message; a longer line is cut around the error.
+SHOWN = 200
 
 
 _BIDI = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -95,12 +115,19 @@ _BIDI = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """The closest choice to `word`, as a hint, or None when nothing is close."""
     choices = sorted(set(choices))
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word[:100], choices, n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in choices}
         if word.lower() in lowered:
             close = [lowered[word.lower()]]
-    return f"did you mean '{close[0]}'?" if close else None
+    if not close:
+        return None
+    hint = f"did you mean '{close[0]}'?"
+    foreign = [ch for ch in dict.fromkeys(word) if ord(ch) > 127]
+    if foreign and close[0].isascii():  # a look-alike letter (Cyrillic о for o) reads as the right word
+        ch = foreign[0]
+        hint += f" '{word[:60]}' contains {ch!r}, U+{ord(ch):04X} {unicodedata.name(ch, 'a non-ASCII character')}"
+    return hint
 
 
 class ErrorCollector:

@@ -12,6 +12,9 @@ from .syntax import MAX_LITERAL, Binary, Call, KeywordArgument, Name, Number, St
 Value = Union[Fraction, float]
 Lookup = Callable[[Name], Value]
 
+# Exact fractions are kept while their parts fit in this many bits; beyond, values are rounded.
+MAX_BITS = 4096
+
 FUNCTIONS = {"sqrt": "square root", "min": "smaller of two values", "max": "larger of two values"}
 
 
@@ -55,18 +58,27 @@ def _binary(expr: Binary, a: Value, b: Value) -> Value:
             raise error(expr.pos, "power is too large (the limit is 10**30)")
         if abs(b) > 1000:
             raise error(expr.pos, "exponent is too large")
-        return a**b.numerator
+        if abs(b) * max(a.numerator.bit_length(), a.denominator.bit_length()) <= MAX_BITS:
+            return a**b.numerator
+        # exact, the result would have thousands of digits: round it (a tiny result becomes 0.0)
+        return _float_power(expr, float(a), int(b))
     if a < 0:
         raise error(expr.pos, "a negative number cannot be raised to a fractional power")
+    return _float_power(expr, float(a), float(b))
+
+
+def _float_power(expr: Binary, a: float, b: float | int) -> float:
     try:
-        return float(a) ** float(b)
-    except OverflowError:
+        return a**b
+    except (OverflowError, ZeroDivisionError):  # ZeroDivisionError: a tiny base rounded to 0.0, to a negative power
         raise error(expr.pos, "power is too large (the limit is 10**30)") from None
 
 
 def _checked(expr, value: Value) -> Value:
     if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_LITERAL:
         raise error(expr.pos, "value is too large (the limit is 10**30)")
+    if isinstance(value, Fraction) and value.denominator.bit_length() > MAX_BITS:
+        return float(value)  # keeps chains of products of fractions from growing without bound
     return value
 
 

@@ -10,9 +10,11 @@ Each model type is described once: which IR features it can carry and how they m
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable
 
 from . import ir
+from .resolve import MAX_LAYERS
 
 ARCHITECTURES = {
     "gpt2": "GPT2LMHeadModel",
@@ -188,7 +190,13 @@ def _single_rope(model: ir.Model, needs: _Needs, family: str) -> dict:
 
 
 def _layer_types(model: ir.Model) -> list[str]:
-    return ["sliding_attention" if model.block(i).attention.window else "full_attention" for i in range(model.n_layers)]
+    return _per_layer(model, lambda b: "sliding_attention" if b.attention.window else "full_attention")
+
+
+def _per_layer(model: ir.Model, get: Callable[[ir.Block], Any]) -> list:
+    """get(block) of every layer, computed once per block kind (a model may have a million layers)."""
+    value = {k: get(model.kinds[k]) for k in model.used_kinds}
+    return [value[k] for k in model.layer_kinds]
 
 
 def _window(model: ir.Model, needs: _Needs, family: str) -> int | None:
@@ -287,13 +295,14 @@ def _export_gemma(model, needs, family: str):
     types = _layer_types(model)
     out["layer_types"] = types
     out["sliding_window"] = window if window is not None else 4096
-    needs(all(model.block(i).rope is not None for i in range(model.n_layers)), f"{family} uses RoPE in every layer")
+    needs(all(b.rope is not None for b in _blocks(model)), f"{family} uses RoPE in every layer")
     if gemma3:
         rope = {}
         for layer_type in ("sliding_attention", "full_attention"):
-            ropes = {repr(model.block(i).rope) for i, t in enumerate(types) if t == layer_type}
+            kinds = list(dict.fromkeys(k for k, t in zip(model.layer_kinds, types) if t == layer_type))  # per kind, not per layer
+            ropes = {repr(model.kinds[k].rope) for k in kinds}
             needs(len(ropes) <= 1, f"gemma3_text has one RoPE configuration per layer type ({layer_type})")
-            found = next((model.block(i).rope for i, t in enumerate(types) if t == layer_type), None)
+            found = model.kinds[kinds[0]].rope if kinds else None
             if found is not None:
                 rope[layer_type] = _rope_parameters(found)
         rope.setdefault("sliding_attention", rope.get("full_attention"))
@@ -325,7 +334,7 @@ def _export_smollm3(model, needs):
         del out["head_dim"]  # SmolLM3Config has no head_dim; the model falls back to d_model / heads
     for part in (_plain_rms(model, needs, "smollm3"), _llama_ffn(model, needs, "smollm3", "mlp_bias"), _attention_bias(model, needs, "smollm3"), _single_rope(model, needs, "smollm3")):
         out.update(part)
-    out["no_rope_layers"] = [int(model.block(i).rope is not None) for i in range(model.n_layers)]
+    out["no_rope_layers"] = _per_layer(model, lambda b: int(b.rope is not None))
     window = _window(model, needs, "smollm3")
     out["use_sliding_window"] = window is not None
     out["sliding_window"] = window
@@ -386,7 +395,7 @@ def _moe_pattern(model: ir.Model, needs: _Needs, family: str) -> tuple[ir.Block 
 
 
 def _first_k_dense(model: ir.Model, needs: _Needs, family: str) -> int:
-    is_moe = [isinstance(model.block(i).ffn, ir.Moe) for i in range(model.n_layers)]
+    is_moe = _per_layer(model, lambda b: isinstance(b.ffn, ir.Moe))
     k = is_moe.index(True) if True in is_moe else model.n_layers
     needs(all(is_moe[k:]), f"{family} has its dense layers first, then only MoE layers")
     return k
@@ -522,7 +531,7 @@ def _export_qwen3_moe(model, needs):
         num_experts_per_tok=f.top_k,
         norm_topk_prob=getattr(r, "normalize", False),
         decoder_sparse_step=1,
-        mlp_only_layers=[i for i in range(model.n_layers) if not isinstance(model.block(i).ffn, ir.Moe)],
+        mlp_only_layers=[i for i, moe in enumerate(_per_layer(model, lambda b: isinstance(b.ffn, ir.Moe))) if not moe],
         hidden_act="silu",
     )
     return out
@@ -565,10 +574,10 @@ def _export_gpt_oss(model, needs):
 
 def _interval(flags: list[bool]) -> int | None:
     """k when the true flags are exactly every k-th layer, counting from 1 (layers k-1, 2k-1, ...)."""
-    for k in range(1, len(flags) + 1):
-        if flags == [(i + 1) % k == 0 for i in range(len(flags))]:
-            return k
-    return None
+    if True not in flags:
+        return None
+    k = flags.index(True) + 1  # the only candidate: the first true flag is layer k - 1 (one check, not n)
+    return k if flags == [(i + 1) % k == 0 for i in range(len(flags))] else None
 
 
 def _export_llama4_text(model, needs):
@@ -578,7 +587,7 @@ def _export_llama4_text(model, needs):
         return out
     for part in (_plain_rms(model, needs, family), _attention_bias(model, needs, family), _single_rope(model, needs, family)):
         out.update(part)
-    blocks = [model.block(i) for i in range(model.n_layers)]
+    blocks = _per_layer(model, lambda b: b)
     rope_layers = [b.rope is not None for b in blocks]
     needs(all(b.rope is None or b.rope.layout == "interleaved" for b in blocks), "llama4_text rotates interleaved feature pairs")
     chunks = {b.attention.chunk for b, r in zip(blocks, rope_layers) if r}
@@ -613,8 +622,9 @@ def _export_llama4_text(model, needs):
         layer_types=["chunked_attention" if r and chunk is not None else "full_attention" for r in rope_layers],
         use_qk_norm=qk == {"l2"},
         attn_temperature_tuning=temperature is not None,
-        floor_scale=temperature.floor_scale if temperature else 8192,
-        attn_scale=temperature.scale if temperature else 0.1,
+        # another temperature is refused above; the config is still filled in (and dropped)
+        floor_scale=temperature.floor_scale if isinstance(temperature, ir.LogSteps) else 8192,
+        attn_scale=temperature.scale if isinstance(temperature, ir.LogSteps) else 0.1,
         hidden_act="silu",
     )
     if "rope_parameters" not in out:
@@ -760,18 +770,92 @@ def _llama_like(config: dict, family: str) -> dict:
     return dict(d=d, heads=heads, kv=kv, head_dim=head_dim, n=int(config["num_hidden_layers"]))
 
 
+# What import-hf accepts: numbers within the language's limits, and configs of sane size and depth.
+MAX_NUMBER = 10**30
+MAX_CONFIG_DEPTH = 20
+MAX_CONFIG_ITEMS = 4 * 10**6
+_LAYER_KEYS = ("num_hidden_layers", "n_layer")
+
+
 def import_hf(config: dict, name: str | None = None) -> ir.Model:
-    """The IR of a Hugging Face config."""
+    """The IR of a Hugging Face config. Raises HFError, and only HFError, for a config it cannot read.
+
+    The model is checked as a spec would be: it is printed (archdsl.printer) and read back, and
+    must come back the same; so what import-hf returns passes every check of the language."""
+    if not isinstance(config, dict):
+        raise HFError("a config.json holds a JSON object")
     family = config.get("model_type")
-    if family not in IMPORTERS:
+    if not isinstance(family, str) or family not in IMPORTERS:
         supported = ", ".join(sorted(IMPORTERS))
-        raise HFError(f"model_type {family!r} is not supported by import-hf (supported: {supported})")
+        raise HFError(f"model_type {_short(family)} is not supported by import-hf (supported: {supported})")
+    _check_config(config)
+    for key in _LAYER_KEYS:
+        n = config.get(key)
+        if isinstance(n, (int, float)) and not isinstance(n, bool) and n > MAX_LAYERS:
+            raise HFError(f"model_type {family}: {key} is {_short(n)}; archdsl's limit is {MAX_LAYERS:,} layers")
+    if name is not None and not isinstance(name, str):
+        raise HFError(f"the model name must be a string, found {_short(name)}")
     try:
-        return IMPORTERS[family](config, name or _default_name(config))
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, HFError):
-            raise
-        raise HFError(f"model_type {family}: cannot read the config ({type(exc).__name__}: {exc})") from None
+        model = IMPORTERS[family](config, name or _default_name(config))
+    except HFError:
+        raise
+    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
+        raise HFError(f"model_type {family}: cannot read the config ({type(exc).__name__}: {_short(str(exc), 200)})") from None
+    return _checked_model(model, family)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) and limit > 60 else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_config(config: dict) -> None:
+    """Refuse non-finite or huge numbers, and configs nested too deeply or too large, before reading them."""
+    stack: list[tuple[Any, int, str]] = [(config, 0, "")]
+    items = 0
+    while stack:
+        value, depth, where = stack.pop()
+        items += 1
+        if items > MAX_CONFIG_ITEMS:
+            raise HFError("the config is too large")
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise HFError(f"{where or 'a value'} is {value}: a config holds finite numbers")
+            if abs(value) > MAX_NUMBER:
+                raise HFError(f"{where or 'a value'} is {_short(value)}: numbers are limited to 10**30")
+            continue
+        if depth >= MAX_CONFIG_DEPTH:
+            raise HFError(f"the config is nested too deeply (at {where})")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1, f"{where}.{k}" if where else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
+        else:
+            raise HFError(f"{where or 'a value'} has an unexpected type {type(value).__name__}")
+
+
+def _checked_model(model: ir.Model, family: str) -> ir.Model:
+    """The model, if it is one a spec can state: printed and read back, it must be the same."""
+    from .errors import SpecError
+    from .printer import to_spec
+    from .resolve import loads
+
+    for kind in model.kinds:
+        if not isinstance(kind, str) or not re.fullmatch(ir.NAME_PATTERN, kind) or len(kind) > ir.MAX_NAME:
+            raise HFError(f"model_type {family}: layer type {_short(kind)} cannot name a block kind")
+    try:
+        text = to_spec(model)
+        again = loads(text, f"<spec of the {family} config>")
+    except SpecError as exc:
+        first = exc.first
+        raise HFError(f"model_type {family}: the config describes a model archdsl refuses: {first.message}" + (f" ({first.hint})" if first.hint else "")) from None
+    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:  # a gap in the printer
+        raise HFError(f"model_type {family}: the model cannot be written as a spec ({type(exc).__name__}: {_short(str(exc), 200)})") from None
+    if again != model:
+        raise HFError(f"model_type {family}: the config's model cannot be written as a spec that means the same")
+    return again
 
 
 def _default_name(config: dict) -> str:
@@ -817,6 +901,14 @@ def _types(config: dict, n: int, default: str = "full_attention") -> list[str]:
         return [default] * n
     if len(types) != n:
         raise HFError(f"layer_types has {len(types)} entries for {n} layers")
+    return _known_types(types)
+
+
+def _known_types(types: list) -> list[str]:
+    """The layer types, each full_attention or sliding_attention (another would be read as full attention)."""
+    for t in types:
+        if t not in ("full_attention", "sliding_attention"):
+            raise HFError(f"layer type {_short(t)} is not supported (full_attention, sliding_attention)")
     return list(types)
 
 
@@ -860,7 +952,7 @@ def _import_gemma(config: dict, name: str, family: str) -> ir.Model:
     norm = ir.RMSNorm(eps=float(config.get("rms_norm_eps", 1e-6)), zero_centered=True, weight_fp32=True)
     n = s["n"]
     period = int(config.get("sliding_window_pattern", 6)) if gemma3 else 2
-    types = config.get("layer_types") or ["sliding_attention" if (i + 1) % period else "full_attention" for i in range(n)]
+    types = _known_types(config.get("layer_types") or ["sliding_attention" if (i + 1) % period else "full_attention" for i in range(n)])
     scale = float(config.get("query_pre_attn_scalar", 256)) ** -0.5
     bias = ("q", "k", "v", "o") if config.get("attention_bias") else ()
     act = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu": "gelu"}.get(config.get("hidden_activation", "gelu_pytorch_tanh"))
@@ -944,7 +1036,7 @@ def _kinds_from_layers(layers: list[tuple[str, ir.Block]]) -> tuple[dict[str, ir
     """Block kinds and the pattern from one (name, block) per layer."""
     kinds: dict[str, ir.Block] = {}
     for name, block in layers:
-        if name in kinds and kinds[name] != block:
+        if name in kinds and kinds[name] is not block and kinds[name] != block:
             raise HFError(f"layers called {name} differ")  # pragma: no cover - names encode every difference
         kinds.setdefault(name, block)
     return kinds, [name for name, _ in layers]
@@ -977,7 +1069,8 @@ def _import_deepseek_v3(config: dict, name: str) -> ir.Model:
     first = int(config.get("first_k_dense_replace", 0))
     n = int(config["num_hidden_layers"])
     block = lambda ffn: ir.Block(norm=norm, attention=attention, rope=rope, ffn=ffn)  # noqa: E731
-    kinds, layers = _kinds_from_layers([("dense", block(dense)) if i < first else ("moe", block(moe)) for i in range(n)])
+    dense_block, moe_block = block(dense), block(moe)  # built once, not once per layer
+    kinds, layers = _kinds_from_layers([("dense", dense_block) if i < first else ("moe", moe_block) for i in range(n)])
     return _make(
         name, config, "deepseek_v3", int(config["vocab_size"]), int(config["hidden_size"]), int(config.get("max_position_embeddings", 4096)), norm, kinds, layers,
         embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))), mtp=int(config.get("num_nextn_predict_layers", 0) or 0),
@@ -1001,7 +1094,8 @@ def _import_glm4_moe(config: dict, name: str) -> ir.Model:
     first = int(config.get("first_k_dense_replace", 1))
     block = lambda ffn: ir.Block(norm=norm, attention=attention, rope=rope, ffn=ffn)  # noqa: E731
     dense = ir.SwiGLU(hidden=int(config["intermediate_size"]))
-    kinds, layers = _kinds_from_layers([("dense", block(dense)) if i < first else ("moe", block(moe)) for i in range(s["n"])])
+    dense_block, moe_block = block(dense), block(moe)  # built once, not once per layer
+    kinds, layers = _kinds_from_layers([("dense", dense_block) if i < first else ("moe", moe_block) for i in range(s["n"])])
     return _make(
         name, config, "glm4_moe", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 131072)), norm, kinds, layers,
         embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))), mtp=int(config.get("num_nextn_predict_layers", 0) or 0),
@@ -1021,8 +1115,9 @@ def _import_qwen3_moe(config: dict, name: str) -> ir.Model:
     dense_layers = set(config.get("mlp_only_layers") or [])
     step = int(config.get("decoder_sparse_step", 1))
     block = lambda ffn: ir.Block(norm=norm, attention=attention, rope=rope, ffn=ffn)  # noqa: E731
+    dense_block, moe_block = block(dense), block(moe)  # built once, not once per layer
     kinds, layers = _kinds_from_layers(
-        [("moe", block(moe)) if i not in dense_layers and (i + 1) % step == 0 else ("dense", block(dense)) for i in range(s["n"])]
+        [("moe", moe_block) if i not in dense_layers and (i + 1) % step == 0 else ("dense", dense_block) for i in range(s["n"])]
     )
     return _make(name, config, "qwen3_moe", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 32768)), norm, kinds, layers, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
 
@@ -1037,16 +1132,20 @@ def _import_gpt_oss(config: dict, name: str) -> ir.Model:
         act=ir.SwigluClamped(alpha=float(config.get("swiglu_alpha", 1.702)), limit=float(config.get("swiglu_limit", 7.0))),
         router=ir.TopkSoftmax(bias=True),
     )
-    types = config.get("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(s["n"])]
+    types = _known_types(config.get("layer_types") or ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(s["n"])])
     if len(types) != s["n"]:
         raise HFError(f"layer_types has {len(types)} entries for {s['n']} layers")
     bias = ("q", "k", "v", "o") if config.get("attention_bias", True) else ()
     window = int(config.get("sliding_window", 128))
+    blocks: dict[str, ir.Block] = {}
     layers = []
     for t in types:
         sliding = t == "sliding_attention"
-        attention = _gqa(s["heads"], s["kv"], s["head_dim"], bias=bias, sinks=True, window=window if sliding else None)
-        layers.append(("sliding" if sliding else "full", ir.Block(norm=norm, attention=attention, rope=rope, ffn=moe)))
+        kind = "sliding" if sliding else "full"
+        if kind not in blocks:  # one block per kind, not per layer
+            attention = _gqa(s["heads"], s["kv"], s["head_dim"], bias=bias, sinks=True, window=window if sliding else None)
+            blocks[kind] = ir.Block(norm=norm, attention=attention, rope=rope, ffn=moe)
+        layers.append((kind, blocks[kind]))
     kinds, pattern = _kinds_from_layers(layers)
     return _make(name, config, "gpt_oss", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 131072)), norm, kinds, pattern, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
 
@@ -1066,17 +1165,20 @@ def _import_llama4_text(config: dict, name: str) -> ir.Model:
     moe = ir.Moe(experts=int(config.get("num_local_experts", 16)), top_k=int(config.get("num_experts_per_tok", 1)), hidden=hidden, shared=1, shared_hidden=hidden, router=ir.TopkSigmoid())
     dense = ir.SwiGLU(hidden=int(config.get("intermediate_size_mlp", 16384)))
     temperature = ir.LogSteps(floor_scale=int(config.get("floor_scale", 8192)), scale=float(config.get("attn_scale", 0.1))) if config.get("attn_temperature_tuning", True) else None
+    blocks: dict[str, ir.Block] = {}
     layers = []
     for i in range(n):
         with_rope = bool(uses_rope[i])
-        attention = _gqa(
-            s["heads"], s["kv"], s["head_dim"], bias=bias,
-            qk_norm="l2" if with_rope and config.get("use_qk_norm", True) else "none",
-            chunk=int(chunk) if with_rope and chunk is not None else None,
-            temperature=None if with_rope else temperature,
-        )
         kind = ("moe" if i in moe_layers else "dense") + ("" if with_rope else "_nope")
-        layers.append((kind, ir.Block(norm=norm, attention=attention, rope=rope if with_rope else None, ffn=moe if i in moe_layers else dense)))
+        if kind not in blocks:  # one block per kind, not per layer
+            attention = _gqa(
+                s["heads"], s["kv"], s["head_dim"], bias=bias,
+                qk_norm="l2" if with_rope and config.get("use_qk_norm", True) else "none",
+                chunk=int(chunk) if with_rope and chunk is not None else None,
+                temperature=None if with_rope else temperature,
+            )
+            blocks[kind] = ir.Block(norm=norm, attention=attention, rope=rope if with_rope else None, ffn=moe if i in moe_layers else dense)
+        layers.append((kind, blocks[kind]))
     kinds, pattern = _kinds_from_layers(layers)
     return _make(name, config, "llama4_text", int(config["vocab_size"]), s["d"], int(config.get("max_position_embeddings", 4096 * 32)), norm, kinds, pattern, embedding=ir.Embedding(tied=bool(config.get("tie_word_embeddings", False))))
 

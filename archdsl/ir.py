@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import sys
 from typing import Annotated, Any, Callable, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -422,6 +423,8 @@ class Moe(IR):
             raise error(at("shared"), f"'shared' must not be negative, found {self.shared}")
         if self.shared == 0 and "shared_hidden" in self.model_fields_set and self.shared_hidden:
             raise error(at("shared_hidden"), "shared_hidden is set but there are no shared experts", "set shared N")
+        if self.shared_hidden is not None and self.shared_hidden > 10**30:  # derived: hidden × shared
+            raise error(at("shared"), f"the shared experts' width hidden × shared is {self.shared_hidden:.3g}, past the limit of 10**30", "set shared_hidden, or fewer shared experts")
         r = self.router
         if isinstance(r, Sigmoid):
             if self.experts % r.groups:
@@ -518,6 +521,21 @@ def check_identifier(name: str, pos: Position, what: str, allow_keywords: bool =
         raise error(pos, f"{what} '{name[:40]}' must be an ASCII identifier: letters, digits and '_', not starting with a digit")
     if not allow_keywords and (keyword.iskeyword(name) or name in ("None", "True", "False")):
         raise error(pos, f"{what} '{name}' is a Python keyword", "it becomes a name in generated Python; choose another")
+    if name.startswith("__"):
+        raise error(pos, f"{what} '{name}' must not start with '__'", "Python mangles such names inside classes; it becomes part of names in generated Python")
+
+
+# Modules a generated file imports, or that torch imports when it loads: a model named like one
+# would be written as <name>.py and shadow it wherever the output directory comes first on the path.
+SHADOWED_MODULES = frozenset(getattr(sys, "stdlib_module_names", ())) | {"torch", "safetensors", "numpy", "transformers", "triton", "sympy", "jinja2", "archdsl"}
+
+
+def check_module_name(name: str, pos: Position) -> None:
+    if name in SHADOWED_MODULES:
+        raise error(pos, f"model name '{name}' is the name of a Python module", f"the generated file, {name}.py, would shadow it; choose another")
+
+
+_USED_KINDS: dict[int, tuple[tuple[str, ...], list[str]]] = {}
 
 
 class Model(IR):
@@ -563,7 +581,16 @@ class Model(IR):
     @property
     def used_kinds(self) -> list[str]:
         """Kinds that some layer uses, in order of first use."""
-        return list(dict.fromkeys(self.layer_kinds))
+        # remembered per layer_kinds tuple (by identity, so a model_copy with new layers is not
+        # fooled): with a million layers, every call would otherwise walk them all
+        key = id(self.layer_kinds)
+        cached = _USED_KINDS.get(key)
+        if cached is None or cached[0] is not self.layer_kinds:
+            cached = (self.layer_kinds, list(dict.fromkeys(self.layer_kinds)))
+            if len(_USED_KINDS) > 8:
+                _USED_KINDS.clear()
+            _USED_KINDS[key] = cached
+        return list(cached[1])
 
     def runs(self) -> list[tuple[int, int, str]]:
         """The layers as runs (first, last, kind), in order."""

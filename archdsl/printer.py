@@ -8,6 +8,7 @@ first block kind is written in full; the others extend it and write only what di
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,8 +29,15 @@ def number(value: Any) -> str:
         if "e" in text:  # 1e-05 → 1e-5
             mantissa, exponent = text.split("e")
             text = f"{mantissa}e{int(exponent)}"
+            if int(exponent) < -300:  # literals keep exponents within ±300; the product is exact, then rounded alike
+                text = f"({mantissa}e-300 * 1e{int(exponent) + 300})"  # in parentheses: one value, wherever it stands
         return text
     raise TypeError(value)
+
+
+def string(text: str) -> str:
+    """A string literal of the language: in double quotes, with \\ and \" the only escapes."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _scalar(key: str, value: Any, owner: BaseModel | None = None) -> str:
@@ -39,10 +47,11 @@ def _scalar(key: str, value: Any, owner: BaseModel | None = None) -> str:
         return " ".join(value) if value else "none"
     if isinstance(value, str):
         return value
-    if key == "query_scale" and isinstance(value, float):
+    if key == "query_scale" and isinstance(value, float) and 1e-12 < value <= 1:  # else n ** -0.5 overflows or n is 0
         inverse_square = value**-2
-        if abs(inverse_square - round(inverse_square)) < 1e-6 and round(inverse_square) ** -0.5 == value:
-            return f"{round(inverse_square)} ** -0.5"
+        n = round(inverse_square)
+        if abs(inverse_square - n) < 1e-6 and n**-0.5 == value:
+            return f"{n} ** -0.5"
     return number(value)
 
 
@@ -117,25 +126,43 @@ def pattern(kinds: tuple[str, ...]) -> str:
 
     n = len(kinds)
     best = ", ".join(runs(kinds))
-    for period in range(2, n // 2 + 1):
-        if all(kinds[i] == kinds[i % period] for i in range(n)):
-            candidate = f"{n} of ({', '.join(runs(kinds[:period]))})"
-            if len(candidate) < len(best):
-                best = candidate
-            break
+    period = smallest_period(kinds)
+    if 2 <= period <= n // 2:
+        candidate = f"{n} of ({', '.join(runs(kinds[:period]))})"
+        if len(candidate) < len(best):
+            best = candidate
     return best
+
+
+def smallest_period(seq) -> int:
+    """The smallest p with seq[i] == seq[i % p] for every i (the last period may be cut short),
+    in linear time (the prefix function of Knuth, Morris and Pratt): a million layers that are
+    not periodic must not cost a million trials of a million comparisons."""
+    n = len(seq)
+    if n == 0:
+        return 0
+    border = [0] * n
+    for i in range(1, n):
+        k = border[i - 1]
+        while k and seq[i] != seq[k]:
+            k = border[k - 1]
+        if seq[i] == seq[k]:
+            k += 1
+        border[i] = k
+    return n - border[-1]
 
 
 def to_spec(model: ir.Model, comment: str | None = None) -> str:
     lines = []
     if comment:
         lines += [f"# {line}" for line in comment.splitlines()]
-    title = f' "{model.title}"' if model.title else ""
+    title = f" {string(model.title)}" if model.title else ""
     lines.append(f"model {model.name}{title} {{")
     for key in ("hf", "vocab", "d_model", "context"):
         value = getattr(model, key)
         if value is not None:
-            lines.append(f"  {key} {value if isinstance(value, str) else number(value)}")
+            word = isinstance(value, str) and re.fullmatch(r"[^\W\d]\w*", value) and value not in ("model", "block", "layers", "none", "true", "false")
+            lines.append(f"  {key} {value if word else string(value) if isinstance(value, str) else number(value)}")
     emb = _items(model.embedding, model.d_model)
     if emb:
         texts = []
@@ -170,7 +197,9 @@ def to_spec(model: ir.Model, comment: str | None = None) -> str:
                 if base is not None:
                     body.append(f"{key} none")
                 continue
-            body.append(_setting(key, value, model.d_model, getattr(base, key) if base is not None else None))
+            # a block's norm merges into the model-level norm (a default for every block): write what differs from it
+            earlier = getattr(base, key) if base is not None else (model.norm if key == "norm" else None)
+            body.append(_setting(key, value, model.d_model, earlier))
         lines.append("")
         lines.append(f"  {header} {{")
         lines += [f"    {line}" for line in body]

@@ -462,6 +462,7 @@ def resolve(spec: SpecFile) -> ir.Model:
         ir.check_identifier(spec.name.name, spec.name.pos, "model name")
         if not spec.name.name.isidentifier() or spec.name.name != spec.name.name.lower():
             raise error(spec.name.pos, f"model name '{spec.name.name}' must be lower case (it names the generated module)")
+        ir.check_module_name(spec.name.name, spec.name.pos)
     except SpecError as exc:
         collector.add(exc)
 
@@ -469,6 +470,7 @@ def resolve(spec: SpecFile) -> ir.Model:
     top = _group(spec.settings, collector)
     model_chains: dict[str, list[Setting]] = {}
     block_defaults: dict[str, list[Setting]] = {}
+    suggested: set[str] = set()  # keys a hint already names: "needs 'vocab'" would repeat "did you mean 'vocab'?"
     for key, s in top.items():
         if key in model_fields:
             model_chains[key] = [s]
@@ -476,7 +478,10 @@ def resolve(spec: SpecFile) -> ir.Model:
             block_defaults[key] = [s]
         if key not in model_fields and key not in block_fields:
             choices = list(model_fields) + list(block_fields) + ["block", "layers"]
-            collector.add(error(s.pos, f"unknown setting '{key}'", did_you_mean(key, choices) or _listing(dict.fromkeys(choices))))
+            hint = did_you_mean(key, choices)
+            if hint:
+                suggested.add(hint.split("'")[1])
+            collector.add(error(s.pos, f"unknown setting '{key}'", hint or _listing(dict.fromkeys(choices))))
 
     model_scope = _Scope(model_chains, model_fields, None)
     model_values: dict[str, Any] = {}
@@ -489,7 +494,7 @@ def resolve(spec: SpecFile) -> ir.Model:
         except _Failed:
             pass
     for key, field in model_fields.items():
-        if field.is_required() and key not in model_chains:
+        if field.is_required() and key not in model_chains and key not in suggested:
             collector.add(error(spec.name.pos, f"the model needs '{key}'", f"{key}: {field.description}"))
 
     if isinstance(model_values.get("d_model"), int):
@@ -609,16 +614,27 @@ def _length(segment, defs) -> int:
     raise AssertionError(segment)  # pragma: no cover
 
 
-def _expand(segment, defs) -> list[str]:
+def _expand(segment, defs, limit: int) -> list[str]:
+    """The first `limit` layers of a segment. Only what is used is expanded: `1 of (1000000 x a)`
+    costs one layer, and every `N of` period is cut to its N layers before it is repeated."""
+    if limit <= 0:
+        return []
     if isinstance(segment, KindRef):
         return [segment.name]
     if isinstance(segment, Group):
-        return [k for s in segment.segments for k in _expand(s, defs)]
+        out: list[str] = []
+        for s in segment.segments:
+            if len(out) >= limit:
+                break
+            out += _expand(s, defs, limit - len(out))
+        return out
     if isinstance(segment, Repeat):
-        return _expand(segment.item, defs) * _count(segment.count, "a repeat count")
+        one = _expand(segment.item, defs, limit)
+        count = _count(segment.count, "a repeat count")
+        return (one * min(count, -(-limit // len(one))))[:limit]
     if isinstance(segment, Fill):
-        period = _expand(segment.item, defs)
-        n = _count(segment.count, "a layer count")
+        n = min(_count(segment.count, "a layer count"), limit)
+        period = _expand(segment.item, defs, n)
         return [period[i % len(period)] for i in range(n)]
     raise AssertionError(segment)  # pragma: no cover
 
@@ -646,9 +662,9 @@ def expand_layers(layers: LayersDef, defs: dict[str, BlockDef]) -> tuple[str, ..
     out: list[str] = []
     for segment in layers.segments:
         if isinstance(segment, Span):
-            period = _expand(segment.item, defs)
             n = _count(segment.end, "a range end", minimum=0) - _count(segment.start, "a range start", minimum=0) + 1
+            period = _expand(segment.item, defs, n)
             out += [period[i % len(period)] for i in range(n)]
         else:
-            out += _expand(segment, defs)
+            out += _expand(segment, defs, MAX_LAYERS)
     return tuple(out)

@@ -25,7 +25,9 @@ Definitions
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import gc
+from collections import Counter
+from dataclasses import dataclass, field, fields
 
 from . import ir
 
@@ -191,7 +193,11 @@ class Stats:
     components: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # asdict() deep-copies field by field: with a million layers that takes seconds
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["per_layer"] = [vars(layer).copy() for layer in self.per_layer]
+        out["components"] = dict(self.components)
+        return out
 
 
 def layer_stats(model: ir.Model, layer: int) -> LayerStats:
@@ -210,17 +216,16 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     for kind in model.used_kinds:
         first = model.layer_kinds.index(kind)
         per_kind[kind] = layer_stats(model, first)
-    per_layer = []
-    for i, kind in enumerate(model.layer_kinds):
-        s = per_kind[kind]
-        per_layer.append(LayerStats(i, kind, s.attention, s.ffn, s.norms, s.total, s.active))
+    parts = {kind: (s.attention, s.ffn, s.norms, s.total, s.active) for kind, s in per_kind.items()}
+    per_layer = _per_layer(model.layer_kinds, parts)
+    counts = Counter(model.layer_kinds)
 
     embedding = model.vocab * model.d_model
     positions = model.context * model.d_model if model.embedding.positions == "learned" else 0
     head = 0 if model.embedding.tied else model.vocab * model.d_model
     final_norm = norm_params(model.norm, model.d_model) if model.final_norm else 0
-    layers_total = sum(_count_kind(model, kind) * per_kind[kind].total for kind in per_kind)
-    layers_active = sum(_count_kind(model, kind) * per_kind[kind].active for kind in per_kind)
+    layers_total = sum(counts[kind] * per_kind[kind].total for kind in per_kind)
+    layers_active = sum(counts[kind] * per_kind[kind].active for kind in per_kind)
     total = embedding + positions + head + final_norm + layers_total
     mtp = model.mtp * mtp_module_params(model, per_kind[model.layer_kinds[-1]].total)
     active = embedding + positions + head + final_norm + layers_active
@@ -228,14 +233,14 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     components = {
         "embedding": embedding,
         "positions": positions,
-        "attention": sum(_count_kind(model, k) * per_kind[k].attention for k in per_kind),
+        "attention": sum(counts[k] * per_kind[k].attention for k in per_kind),
         **{name: 0 for name in ("dense_ffn", "routed_experts", "shared_experts", "routers")},
-        "norms": sum(_count_kind(model, k) * per_kind[k].norms for k in per_kind) + final_norm,
+        "norms": sum(counts[k] * per_kind[k].norms for k in per_kind) + final_norm,
         "head": head,
     }
     for kind in per_kind:
         for name, count in ffn_components(model.kinds[kind].ffn, model.d_model).items():
-            components[name] += _count_kind(model, kind) * count
+            components[name] += counts[kind] * count
 
     bytes_per = DTYPE_BYTES[dtype]
     kv_per_token = 0
@@ -243,7 +248,7 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     flops = 2 * model.vocab * model.d_model  # the output head
     for kind in per_kind:
         block = model.kinds[kind]
-        n = _count_kind(model, kind)
+        n = counts[kind]
         att = block.attention
         per_token = kv_features(att) * bytes_per
         kv_per_token += n * per_token
@@ -268,13 +273,21 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     )
 
 
+def _per_layer(kinds: tuple[str, ...], parts: dict[str, tuple]) -> list[LayerStats]:
+    # A million small objects would set off the cyclic garbage collector again and again, over
+    # objects that hold no cycles: it is paused while they are made (more than half the time).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return [LayerStats(i, kind, *parts[kind]) for i, kind in enumerate(kinds)]
+    finally:
+        if paused:
+            gc.enable()
+
+
 def mtp_module_params(model: ir.Model, block_params: int) -> int:
     """One multi-token-prediction module as checkpoints store it: two input norms, the projection
     of [embedding; hidden] back to d_model, a block, the output norm, and its own copies of the
     embedding and output head."""
     d = model.d_model
     return 3 * norm_params(model.norm, d) + 2 * d * d + block_params + 2 * model.vocab * d
-
-
-def _count_kind(model: ir.Model, kind: str) -> int:
-    return model.layer_kinds.count(kind)

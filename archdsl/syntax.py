@@ -12,11 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Union
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from pydantic import BaseModel, ConfigDict
 
-from .errors import Position, SpecError, did_you_mean, error
+from .errors import MAX_ERRORS, ErrorCollector, Position, SpecError, did_you_mean, error
 
 # Literals bigger than this are refused: they can only be mistakes, and they keep arithmetic cheap.
 MAX_LITERAL = 10**30
@@ -196,8 +196,14 @@ def _number(path: str, token: Token) -> Number:
     if not _NUMBER_OK.match(text):
         raise error(pos, f"malformed number '{text}'", "underscores may only separate digits, as in 1_000_000")
     mantissa, _, exponent = text.replace("_", "").lower().partition("e")
-    if exponent and abs(int(exponent)) > 300:
+    # checked on the digits first: Python refuses to convert more than 4300 of them
+    if exponent and (len(exponent.lstrip("+-").lstrip("0")) > 3 or abs(int(exponent)) > 300):
         raise error(pos, f"number '{text}' is out of range", "exponents are limited to ±300")
+    whole, _, fraction = mantissa.partition(".")
+    if len(whole.lstrip("0")) > 31:
+        raise error(pos, f"number '{text}' is too large (the limit is 10**30)")
+    if len(fraction) > 300:
+        raise error(pos, f"number '{text}' has too many digits", "at most 300 digits after the point")
     value = Fraction(mantissa) * (Fraction(10) ** int(exponent or 0))
     if abs(value) > MAX_LITERAL:
         raise error(pos, f"number '{text}' is too large (the limit is 10**30)")
@@ -222,17 +228,35 @@ def _unescape(path: str, token: Token) -> str:
 
 
 class _Build(Transformer):
+    """Parse tree → spec-level nodes. Problems found here (a malformed number, a bad escape, a
+    statement in the wrong place) are collected, not raised, so that all of them are reported."""
+
     def __init__(self, path: str):
         super().__init__(visit_tokens=False)
         self.path = path
+        self.errors = ErrorCollector()
 
     def _p(self, item):
         return _pos(self.path, item)
 
+    def number_of(self, token: Token) -> Number:
+        try:
+            return _number(self.path, token)
+        except SpecError as exc:
+            self.errors.add(exc)
+            return Number(pos=self._p(token), text=str(token), value=Fraction(1))  # a stand-in; the file is rejected
+
+    def string_of(self, token: Token) -> str:
+        try:
+            return _unescape(self.path, token)
+        except SpecError as exc:
+            self.errors.add(exc)
+            return str(token)[1:-1]
+
     # values
     @v_args(meta=True)
     def number(self, meta, children):
-        return _number(self.path, children[0])
+        return self.number_of(children[0])
 
     @v_args(meta=True)
     def name(self, meta, children):
@@ -240,7 +264,7 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def string(self, meta, children):
-        return String(pos=self._p(children[0]), value=_unescape(self.path, children[0]))
+        return String(pos=self._p(children[0]), value=self.string_of(children[0]))
 
     @v_args(meta=True)
     def call(self, meta, children):
@@ -288,6 +312,11 @@ class _Build(Transformer):
         body = None
         if rest and isinstance(rest[-1], list):
             body = rest.pop()
+            for item in body:
+                if not isinstance(item, Setting):
+                    what = "block" if isinstance(item, BlockDef) else "layers"
+                    self.errors.add(error(item.pos, f"'{what}' cannot appear inside a setting", "define blocks and layers at model level"))
+            body = [item for item in body if isinstance(item, Setting)]
         return Setting(pos=self._p(key), key=str(key), args=tuple(rest), body=None if body is None else tuple(body))
 
     @v_args(meta=True)
@@ -297,8 +326,8 @@ class _Build(Transformer):
         for item in body:
             if not isinstance(item, Setting):
                 what = "block" if isinstance(item, BlockDef) else "layers"
-                raise error(item.pos, f"'{what}' cannot appear inside a block", "define blocks and layers at model level")
-        return BlockDef(pos=self._p(name), name=str(name), extends=extends, body=tuple(body))
+                self.errors.add(error(item.pos, f"'{what}' cannot appear inside a block", "define blocks and layers at model level"))
+        return BlockDef(pos=self._p(name), name=str(name), extends=extends, body=tuple(item for item in body if isinstance(item, Setting)))
 
     @v_args(meta=True)
     def layers(self, meta, children):
@@ -307,17 +336,17 @@ class _Build(Transformer):
     @v_args(meta=True)
     def repeat(self, meta, children):
         count, item = children
-        return Repeat(pos=self._p(meta), count=_number(self.path, count), item=item)
+        return Repeat(pos=self._p(meta), count=self.number_of(count), item=item)
 
     @v_args(meta=True)
     def fill(self, meta, children):
         count, item = children
-        return Fill(pos=self._p(meta), count=_number(self.path, count), item=item)
+        return Fill(pos=self._p(meta), count=self.number_of(count), item=item)
 
     @v_args(meta=True)
     def span(self, meta, children):
         start, end, item = children
-        return Span(pos=self._p(meta), start=_number(self.path, start), end=_number(self.path, end), item=item)
+        return Span(pos=self._p(meta), start=self.number_of(start), end=self.number_of(end), item=item)
 
     @v_args(meta=True)
     def kind(self, meta, children):
@@ -371,16 +400,32 @@ _TOKEN_WORDS = {
     "OF": "'of'",
 }
 
-KEYWORDS = ("model", "block", "extends", "layers")
+KEYWORDS = ("model", "block", "extends", "layers", "x", "of")
+
+# Expressions and layer patterns nest; deeper than this is refused before anything recurses.
+MAX_DEPTH = 100
+_NESTING = {"add", "sub", "mul", "div", "pow", "neg", "pos", "call", "repeat", "fill", "span", "group"}
+
+# Characters people type for quotes and separators that the language writes differently.
+_CHARACTER_HINTS = {
+    ":": "a setting is written 'key value', without ':'",
+    "'": 'strings are written in straight double quotes: "..."',
+    "\u2018": 'strings are written in straight double quotes: "..."',
+    "\u2019": 'strings are written in straight double quotes: "..."',
+    "\u201c": 'strings are written in straight double quotes: "..."',
+    "\u201d": 'strings are written in straight double quotes: "..."',
+}
 
 
 def _describe_token(token: Token) -> str:
     if token.type == "$END":
-        return "the end of the file"
+        return "end of the file"
     if token.type == "_SEP":
-        return "the end of the line" if "\n" in str(token) else "';'"
+        return "end of the line" if "\n" in str(token) else "';'"
     kind = _TOKEN_WORDS.get(token.type)
     text = str(token)
+    if len(text) > 40:
+        text = text[:39] + "…"
     if token.type in ("NAME", "NUMBER", "STRING"):
         return f"{kind[2:] if kind.startswith('a ') else kind} '{text}'"
     return f"'{text}'"
@@ -397,10 +442,11 @@ def _expected(names) -> str:
     if not names & {"RBRACE", "$END", "MODEL"}:
         names.discard("_SEP")  # the postlexer lets separators through everywhere; they only end statements
     words = []
-    if _VALUE_STARTS <= names:
+    values, operators = _VALUE_STARTS <= names, _OPERATORS <= names
+    if values:
         words.append("a value")
         names -= _VALUE_STARTS | {"PLUS"}
-    if _OPERATORS <= names:
+    if operators:
         words.append("an operator")
         names -= _OPERATORS
     words += sorted(_TOKEN_WORDS.get(n, f"'{n.lower()}'") for n in names if n in _TOKEN_WORDS or not n.startswith("__"))
@@ -411,6 +457,47 @@ def _expected(names) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+_BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[(){}]')
+
+
+def _scan_brackets(text: str, start: int = 0, end: int | None = None) -> tuple[list[tuple[str, int]], list[int], bool]:
+    """Brackets of text[start:end], outside strings and comments: those left open (bracket, offset),
+    the offsets of the '}' that closed a top-level '{', and whether a closing bracket had no opener."""
+    end = len(text) if end is None else min(end, len(text))
+    stack: list[tuple[str, int]] = []
+    closed_top: list[int] = []
+    unmatched = False
+    for match in _BRACKETS.finditer(text, start, end):
+        ch = match.group()
+        if ch in "({":
+            stack.append((ch, match.start()))
+        elif ch in ")}":
+            if stack and stack[-1][0] == ("(" if ch == ")" else "{"):
+                stack.pop()
+                if ch == "}" and not stack:
+                    closed_top.append(match.start())
+            else:
+                unmatched = True
+    return stack, closed_top, unmatched
+
+
+def _open_bracket_hint(text: str, offset: int, line: int) -> str | None:
+    """'is a ')' missing? ...' when a bracket opened on an earlier line is still open at `offset`."""
+    stack, _, _ = _scan_brackets(text, 0, offset)
+    if not stack or (stack[-1][0] == "{" and offset < len(text)):
+        return None  # inside the model a '{' is open anyway; only the end of the file shows one missing
+    opener, where = stack[-1]
+    open_line, open_col = _line_col(text, where)
+    if open_line >= line:
+        return None
+    closer = ")" if opener == "(" else "}"
+    return f"is a '{closer}' missing? the '{opener}' at line {open_line}, column {open_col} is not closed"
+
+
 def _syntax_error(path: str, text: str, exc: UnexpectedInput) -> SpecError:
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
@@ -418,46 +505,174 @@ def _syntax_error(path: str, text: str, exc: UnexpectedInput) -> SpecError:
         pos = Position(path, line, column)
         if ch == '"':
             return error(pos, "unterminated string", 'a string ends with " on the same line')
-        return error(pos, f"unexpected character {ch!r}")
+        parser = getattr(exc, "interactive_parser", None)
+        want = _expected(parser.accepts()) if parser is not None else ""
+        return error(pos, f"unexpected character {ch!r}" + (f", expected {want}" if want else ""), _CHARACTER_HINTS.get(ch))
     token = getattr(exc, "token", None)
-    expected = getattr(exc, "expected", None) or getattr(exc, "accepts", None) or set()
+    expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or set()
     if isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END":
-        lines = text.splitlines() or [""]
+        lines = text.split("\n")
         pos = Position(path, len(lines), len(lines[-1]) + 1)
-        hint = "is a '}' missing?" if "RBRACE" in expected else None
-        return error(pos, "unexpected end of file", hint)
+        if lines[-1] == "" and len(lines) > 1:  # after the last newline: point at the end of the last line
+            pos = Position(path, len(lines) - 1, len(lines[-2]) + 1)
+        if "RBRACE" in expected or "RPAR" in expected:
+            return error(pos, "unexpected end of file", _open_bracket_hint(text, len(text), pos.line + 1) or "is a '}' missing?")
+        return error(pos, "unexpected end of file", "a file holds one model: model NAME { ... }" if not text.strip() else None)
     pos = _pos(path, token)
     if token.type == "_SEP" and "\n" in str(token):
         pos = Position(path, token.line, token.column, 1)
     found = _describe_token(token)
+    offset = token.start_pos or 0
+    if set(expected) <= {"$END", "_SEP"} and "$END" in expected:
+        _, closed, _ = _scan_brackets(text, 0, offset)
+        if token.type == "MODEL":
+            hint = "a file holds one model"
+        elif closed:
+            hint = f"the model ends at the '}}' on line {_line_col(text, closed[0])[0]}; is there a '}}' too many?"
+        else:
+            hint = None
+        return error(pos, f"unexpected {found} after the end of the model", hint)
     want = _expected(expected)
     hint = None
     if token.type == "NAME":
         keyword_expected = [k for k in KEYWORDS if k.upper() in expected]
         hint = did_you_mean(str(token), keyword_expected) if keyword_expected else None
-    if token.type in ("SLASH", "STAR", "PLUS", "MINUS", "__ANON_0") and "NAME" in expected:
+    if token.type in ("SLASH", "STAR", "PLUS", "MINUS", "__ANON_0") and "NAME" in expected and ("LBRACE" in expected or "_SEP" in expected):
         hint = "to compute a value from other sizes, put the whole expression in parentheses: head_dim (d_model / heads)"
+    if token.type == "EQUAL" and "LBRACE" in expected:
+        hint = "a setting is written 'key value', without '='; key=value names a part inside a setting, as in rope theta=10_000"
+    if hint is None:
+        hint = _open_bracket_hint(text, offset, token.line)
     message = f"unexpected {found}" + (f", expected {want}" if want else "")
     return error(pos, message, hint)
 
 
+def _skip_statement(text: str, exc: UnexpectedInput) -> str | None:
+    """The text with the statement of a syntax error blanked out (positions kept), so that parsing
+    can go on and find the next, independent error; None when that cannot be done safely.
+
+    The line of the error is replaced by spaces when its brackets balance; a line that opens a
+    block (`block b extnds c {`) keeps its '{' and becomes a neutral `x {`. Anything else (an
+    unclosed bracket, a stray '}', the end of the file) stops: what follows could only produce
+    errors that are consequences of this one."""
+    if isinstance(exc, UnexpectedEOF):
+        return None
+    if isinstance(exc, UnexpectedCharacters):
+        offset = exc.pos_in_stream
+    else:
+        token = getattr(exc, "token", None)
+        if token is None or token.type == "$END" or token.start_pos is None:
+            return None
+        offset = token.start_pos
+    if offset is None or offset >= len(text):
+        return None
+    start = text.rfind("\n", 0, offset) + 1
+    end = offset if text[offset] == "\n" else text.find("\n", offset)
+    end = len(text) if end < 0 else end
+    line = text[start:end]
+    before, _, _ = _scan_brackets(text, 0, start)
+    if not before or before[-1][0] != "{":
+        return None  # not inside the model, or inside an open '(' of an earlier line
+    stack, _, unmatched = _scan_brackets(text, start, end)
+    if unmatched and text[offset] == ")":  # a stray ')' that is itself the error
+        stack, _, unmatched = _scan_brackets(text[:offset] + " " + text[offset + 1 :], start, end)
+    if unmatched:
+        return None
+    if not stack:
+        replacement = re.sub(r"[^\s]", " ", line)
+    elif len(stack) == 1 and stack[0][0] == "{" and offset <= stack[0][1] and not text[stack[0][1] + 1 : end].split("#")[0].strip():
+        brace = stack[0][1] - start
+        indent = len(line) - len(line.lstrip(" \t"))
+        if brace - indent < 1:
+            return None
+        replacement = line[:indent] + "x" + " " * (brace - indent - 1) + line[brace:]
+    else:
+        return None
+    replacement = replacement.replace("\r", " ")
+    if replacement == line:
+        return None
+    return text[:start] + replacement + text[end:]
+
+
+def _too_deep(path: str, tree: Tree) -> SpecError | None:
+    """An error at the first expression or pattern nested deeper than MAX_DEPTH (checked without recursion)."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING:
+            depth += 1
+            if depth > MAX_DEPTH:
+                return error(_pos(path, node.meta), f"nested too deeply: more than {MAX_DEPTH} levels of operators, calls or groups")
+        stack.extend((child, depth) for child in reversed(node.children) if isinstance(child, Tree))
+    return None
+
+
+# A spec is a few hundred words and symbols; parsing costs up to 50 µs each, so the count is bounded.
+MAX_TOKENS = 20_000
+RECOVERY_TOKENS = 100_000
+_TOKEN_LIKE = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|\w+|[^\w\s]|\n')
+
+
+def _count_tokens(path: str, text: str) -> int:
+    """Words, symbols and line ends of the file (comments aside), or an error at the first one past MAX_TOKENS."""
+    count = 0
+    for match in _TOKEN_LIKE.finditer(text):
+        if match.group().startswith("#"):
+            continue
+        count += 1
+        if count > MAX_TOKENS:
+            line, column = _line_col(text, match.start())
+            raise error(Position(path, line, column), f"the spec is too long: more than {MAX_TOKENS:,} words and symbols", "a spec is a few hundred") from None
+    return count
+
+
 def parse(text: str, path: str = "<spec>") -> SpecFile:
-    """Parse one `.arch` file. Raises SpecError with the position of the first syntax error."""
+    """Parse one `.arch` file. Raises SpecError with every syntax error found (up to MAX_ERRORS).
+
+    After a syntax error the parser skips the offending statement and goes on, as long as that
+    is safe (see _skip_statement); problems in numbers, strings and statement placement are
+    collected while the tree is built."""
+    errors = ErrorCollector()
     try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as exc:
-        err = _syntax_error(path, text, exc)
-        err.sources[path] = text
-        raise err from None
-    try:
-        name_token, title_token, body = _Build(path).transform(tree)
-    except VisitError as exc:
-        if isinstance(exc.orig_exc, SpecError):
-            exc.orig_exc.sources[path] = text
-            raise exc.orig_exc from None
+        tokens = _count_tokens(path, text)
+    except SpecError as exc:
+        exc.sources[path] = text
         raise
+    # each skipped statement costs one more parse of the whole file: a budget keeps big files fast
+    retries = min(MAX_ERRORS, RECOVERY_TOKENS // max(1, tokens))
+    current = text
+    tree = None
+    while True:
+        try:
+            tree = _parser().parse(current)
+            break
+        except UnexpectedInput as exc:
+            errors.add(_syntax_error(path, current, exc))
+            skipped = _skip_statement(current, exc)
+            retries -= 1
+            if skipped is None or retries < 0 or len(errors.diagnostics) >= MAX_ERRORS:
+                break
+            current = skipped
+    built = None
+    if tree is not None:
+        deep = _too_deep(path, tree)
+        if deep is not None:
+            errors.add(deep)
+        else:
+            builder = _Build(path)
+            try:
+                name_token, title_token, body = builder.transform(tree)
+            except VisitError as exc:
+                if isinstance(exc.orig_exc, SpecError):
+                    exc.orig_exc.sources[path] = text
+                    raise exc.orig_exc from None
+                raise
+            title = None if title_token is None else String(pos=_pos(path, title_token), value=builder.string_of(title_token))
+            errors.add(SpecError(builder.errors.diagnostics)) if builder.errors else None
+            built = (name_token, title, body)
+    errors.raise_if_any({path: text})
+    name_token, title, body = built
     name = Name(pos=_pos(path, name_token), name=str(name_token))
-    title = None if title_token is None else String(pos=_pos(path, title_token), value=_unescape(path, title_token))
     settings = tuple(item for item in body if isinstance(item, Setting))
     blocks = tuple(item for item in body if isinstance(item, BlockDef))
     layers = tuple(item for item in body if isinstance(item, LayersDef))

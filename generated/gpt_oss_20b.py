@@ -279,14 +279,18 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor)
     the rows of expert e end at offsets[e] (cumulative counts).
 
     One grouped matmul where this PyTorch has one for the device and dtype (and the row sizes
-    are 16-byte aligned): bfloat16, or other dtypes on the CPU outside torch.compile; otherwise
-    one matmul per expert that received rows."""
+    are 16-byte aligned): bfloat16, or float32 and float16 on the CPU outside torch.compile;
+    otherwise one matmul per expert that received rows."""
     size = x.element_size()
     if (
         hasattr(F, "grouped_mm")
         and (
             x.dtype == torch.bfloat16
-            or (x.device.type == "cpu" and not torch.compiler.is_compiling())
+            or (
+                x.dtype in (torch.float32, torch.float16)
+                and x.device.type == "cpu"
+                and not torch.compiler.is_compiling()
+            )
         )
         and weight.dtype == x.dtype
         and x.shape[1] * size % 16 == 0
