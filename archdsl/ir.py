@@ -496,6 +496,12 @@ class Block(IR):
                 )
         if isinstance(self.attention, Mla) and self.rope is None:
             raise error(at("attention"), "mla attention needs RoPE: its qk_rope_dim features exist to carry positions")
+        scale = self.attention.query_scale
+        if not 0 < scale <= 10**30:  # MLA's default comes from YaRN's mscale_all_dim, which can make it absurd
+            raise error(
+                at("rope.scaling.mscale_all_dim") if isinstance(self.attention, Mla) and self.rope and isinstance(self.rope.scaling, YarnScaling) else at("attention.query_scale"),
+                f"the softmax scale of the attention scores comes to {scale:.3g}; it must be positive and at most 10**30",
+            )
 
 
 

@@ -225,6 +225,17 @@ def test_expressions_that_used_to_crash_or_hang(value, message):
     assert time.time() - start < 5
 
 
+def test_a_derived_softmax_scale_past_the_limits_points_at_its_cause():
+    """Found by tools/fuzz.py: MLA's default scale grows with YaRN's mscale_all_dim squared; a model
+    whose scale cannot be written as a literal would not read back after printing."""
+    text = spec_path("kimi-k2").read_text().replace("mscale_all_dim=1", "mscale_all_dim=2**64")
+    assert text != spec_path("kimi-k2").read_text()
+    (found,) = [f for f in diagnostics(text) if "softmax scale" in f]
+    line = text.split("\n")[int(found.split(":")[0]) - 1]
+    assert line[int(found.split(":")[1]) - 1 :].startswith("mscale_all_dim=2**64")
+    assert "comes to 2.95e+36; it must be positive and at most 10**30" in found
+
+
 def test_deeply_nested_layer_patterns_are_refused():
     text = "model m {\n  block b { }\n  layers " + "(" * 5000 + "b" + ")" * 5000 + "\n}\n"
     assert any("nested too deeply" in f for f in diagnostics(text))
