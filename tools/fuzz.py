@@ -108,24 +108,30 @@ def mutate_spec(text: str, rng: random.Random, others: list[str]) -> str:
     return text
 
 
-def _token_edit(text, rng, others):
-    tokens = _tokens(text)
-    i = rng.randrange(len(tokens))
-    op = rng.randrange(6)
+def _sequence_edit(items: list, rng, replacements) -> list:
+    """Delete, duplicate or swap an item, or insert or put in its place one of `replacements`
+    (a list of (insert?, make_item) pairs, one of them chosen)."""
+    i = rng.randrange(len(items))
+    op = rng.randrange(3 + len(replacements))
     if op == 0:
-        del tokens[i]
+        del items[i]
     elif op == 1:
-        tokens.insert(i, tokens[i])
+        items.insert(i, items[i])
     elif op == 2:
-        j = rng.randrange(len(tokens))
-        tokens[i], tokens[j] = tokens[j], tokens[i]
-    elif op == 3:
-        tokens[i] = rng.choice(WORDS)
-    elif op == 4:
-        tokens[i] = rng.choice(PUNCT)
+        j = rng.randrange(len(items))
+        items[i], items[j] = items[j], items[i]
     else:
-        tokens.insert(i, rng.choice(_tokens(rng.choice(others))))
-    return "".join(tokens)
+        insert, make = replacements[op - 3]
+        if insert:
+            items.insert(i, make())
+        else:
+            items[i] = make()
+    return items
+
+
+def _token_edit(text, rng, others):
+    donor = lambda: rng.choice(_tokens(rng.choice(others)))  # noqa: E731
+    return "".join(_sequence_edit(_tokens(text), rng, [(False, lambda: rng.choice(WORDS)), (False, lambda: rng.choice(PUNCT)), (True, donor)]))
 
 
 def _number_edit(text, rng, others):
@@ -153,20 +159,8 @@ def _name_edit(text, rng, others):
 
 
 def _line_edit(text, rng, others):
-    lines = text.split("\n")
-    i = rng.randrange(len(lines))
-    op = rng.randrange(4)
-    if op == 0:
-        del lines[i]
-    elif op == 1:
-        lines.insert(i, lines[i])
-    elif op == 2:
-        j = rng.randrange(len(lines))
-        lines[i], lines[j] = lines[j], lines[i]
-    else:
-        donor = rng.choice(others).split("\n")
-        lines.insert(i, rng.choice(donor))
-    return "\n".join(lines)
+    donor = lambda: rng.choice(rng.choice(others).split("\n"))  # noqa: E731
+    return "\n".join(_sequence_edit(text.split("\n"), rng, [(True, donor)]))
 
 
 def _char_edit(text, rng, others):
