@@ -30,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from archdsl import ir  # noqa: E402
 from archdsl.codegen import render  # noqa: E402
 from archdsl.hf import checkpoint_layout, export_hf  # noqa: E402
 from archdsl.resolve import load  # noqa: E402
@@ -145,6 +146,7 @@ def bench(spec: Path, args, peak: float, bandwidth: float) -> dict:
                 args.repeats,
             )
             same = torch.equal(ours.generate(short, args.new), hf.generate(short, max_new_tokens=args.new, min_new_tokens=args.new, do_sample=False))
+            moe_layer = bench_moe_layer(model, ours, hf, args)
         roofline = roofline_seconds(ours, prompt, peak, bandwidth)
         stats = compute(model)
     return {
@@ -161,6 +163,33 @@ def bench(spec: Path, args, peak: float, bandwidth: float) -> dict:
         "same_tokens": same,
         "roofline_s": roofline,
         "efficiency": roofline / prefill["ours"],
+        "moe_layer": moe_layer,
+    }
+
+
+def bench_moe_layer(model, ours, hf, args) -> dict | None:
+    """The first MoE layer alone, ours vs Hugging Face's (same weights), on a prompt's hidden
+    states: median seconds over interleaved runs of 10 calls each, and the largest difference."""
+    layer = next((i for i, k in enumerate(model.layer_kinds) if isinstance(model.kinds[k].ffn, ir.Moe)), None)
+    if layer is None:
+        return None
+    mine, theirs = ours.layers[layer].mlp, hf.model.layers[layer].mlp
+    x = torch.randn(1, args.prompt, model.d_model, generator=torch.Generator().manual_seed(2))
+
+    def first(out):  # some Hugging Face MoE layers also return their router's scores
+        return out[0] if isinstance(out, tuple) else out
+
+    a, b = mine(x), first(theirs(x))
+    seconds = interleaved(
+        {"ours": lambda: [mine(x) for _ in range(10)], "hf": lambda: [theirs(x) for _ in range(10)]},
+        args.repeats,
+    )
+    return {
+        "layer": layer,
+        "tokens": args.prompt,
+        "seconds_per_call": {k: v / 10 for k, v in seconds.items()},
+        "ratio": seconds["ours"] / seconds["hf"],
+        "max_relative_difference": ((a - b).abs().max() / b.abs().max()).item(),
     }
 
 
@@ -187,6 +216,7 @@ def main(argv=None) -> int:
             f"{r['model']}: prefill {r['prefill_s']['ours']:.3f}s vs {r['prefill_s']['hf']:.3f}s ({r['prefill_ratio']:.2f}×), "
             f"decode {r['decode_tokens_per_s']['ours']:.1f} vs {r['decode_tokens_per_s']['hf']:.1f} tok/s ({r['decode_speedup']:.2f}×), "
             f"efficiency {r['efficiency']:.2f}, same tokens: {r['same_tokens']}"
+            + (f", MoE layer {r['moe_layer']['ratio']:.2f}×" if r["moe_layer"] else "")
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,6 +236,21 @@ def main(argv=None) -> int:
             f"{r['prefill_ratio']:.2f}× | {r['decode_tokens_per_s']['ours']:.1f} / {r['decode_tokens_per_s']['hf']:.1f} | "
             f"{r['decode_speedup']:.2f}× | {r['efficiency']:.2f} | {r['same_tokens']} |"
         )
+    layers = [r for r in results if r["moe_layer"]]
+    if layers:
+        lines += [
+            "",
+            "The first MoE layer alone on the prompt's hidden states (same weights; seconds per call):",
+            "",
+            "| shape | layer | tokens | ours / HF | ratio | max relative difference |",
+            "| --- | ---: | ---: | --- | ---: | ---: |",
+        ]
+        for r in layers:
+            m = r["moe_layer"]
+            lines.append(
+                f"| {r['model']} | {m['layer']} | {m['tokens']} | {m['seconds_per_call']['ours'] * 1e3:.1f} ms / {m['seconds_per_call']['hf'] * 1e3:.1f} ms | "
+                f"{m['ratio']:.2f}× | {m['max_relative_difference']:.1e} |"
+            )
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
