@@ -177,7 +177,7 @@ class Plan:
     mtp: dict | None = None
     cache: dict = field(default_factory=dict)
     block_classes: list[dict] = field(default_factory=list)
-    block_table: list[tuple[str, str, bool]] = field(default_factory=list)
+    block_table: list[tuple[str, str, bool]] = field(default_factory=list)  # (condition, class, takes layer_type)
     layer_args_signature: str = ""
     layer_args: str = ""
     model: dict = field(default_factory=dict)
@@ -743,7 +743,7 @@ class _Planner:
             if self.plan.layer_types:
                 return f"{block['name']}(config) for _ in config.layer_types"
             return f"{block['name']}(config) for _ in range(config.n_layers)"
-        self.plan.block_table = [(k, b["name"], b["takes_layer_type"]) for b in self.plan.block_classes for k in b["kinds"]]
+        self.plan.block_table = [(_condition(b["kinds"]), b["name"], b["takes_layer_type"]) for b in self.plan.block_classes]
         return "make_block(config, layer_type) for layer_type in config.layer_types"
 
     def mtp(self) -> None:
