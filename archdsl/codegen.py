@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 
 from . import __version__, ir
-from .printer import smallest_period
+from .printer import run_lengths, smallest_period
 from .stats import compute
 
 BLACK_LINE_LENGTH = 100
@@ -117,14 +117,8 @@ def layer_types_expr(kinds: tuple[str, ...]) -> str:
     """A compact tuple expression for the layer types: runs, or a repeated period."""
 
     def runs(seq) -> str:
-        groups: list[tuple[str, int]] = []
-        for k in seq:
-            if groups and groups[-1][0] == k:
-                groups[-1] = (k, groups[-1][1] + 1)
-            else:
-                groups.append((k, 1))
         parts, singles = [], []
-        for k, n in groups:
+        for k, n in run_lengths(seq):
             if n == 1:
                 singles.append(f'"{k}"')
                 continue

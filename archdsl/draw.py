@@ -27,6 +27,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from . import ir
+from .printer import run_lengths, smallest_period
 from .stats import compute
 
 __all__ = ["render", "render_pair", "svg_element", "changed_components", "text_width", "COMPONENTS"]
@@ -468,16 +469,6 @@ def _kind_tags(model: ir.Model) -> dict[str, str]:
     return out
 
 
-def _runs(seq) -> list[tuple[str, int]]:
-    out: list[list] = []
-    for k in seq:
-        if out and out[-1][0] == k:
-            out[-1][1] += 1
-        else:
-            out.append([k, 1])
-    return [(k, n) for k, n in out]
-
-
 NBSP = "\u00a0"  # holds a formula on one line
 PLACEMENTS = {
     "pre": "pre-norm: " + "x + f(norm(x))".replace(" ", NBSP),
@@ -506,10 +497,10 @@ def _pattern(model: ir.Model) -> list[list[str]]:
     def joined(items: list[str], sep: str) -> list[str]:
         return [item + sep for item in items[:-1]] + items[-1:]
 
-    runs = _runs(kinds)
-    period = next((p for p in range(2, n // 2 + 1) if all(kinds[i] == kinds[i % p] for i in range(n))), None)
-    if period is not None and len(_runs(kinds[:period])) < len(runs):
-        items = [f"{c}× {name(k)}" for k, c in _runs(kinds[:period])]
+    runs = run_lengths(kinds)
+    period = smallest_period(kinds)
+    if 2 <= period <= n // 2 and len(run_lengths(kinds[:period])) < len(runs):
+        items = [f"{c}× {name(k)}" for k, c in run_lengths(kinds[:period])]
         counts = [f"{kinds.count(k)} {k}" for k in model.used_kinds]
         return [joined(["repeating " + items[0]] + items[1:], " +"), joined(counts[:-1] + [counts[-1] + " layers"], " +")]
     return [joined([f"{c}× {name(k)}" for k, c in runs[:1]] + [f"then {c}× {name(k)}" for k, c in runs[1:]], ",")]

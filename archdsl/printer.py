@@ -116,13 +116,7 @@ def pattern(kinds: tuple[str, ...]) -> str:
     """The layer pattern: `N x kind, ...` runs, or `N of (...)` for a repeated period."""
 
     def runs(seq) -> list[str]:
-        out: list[list] = []
-        for k in seq:
-            if out and out[-1][0] == k:
-                out[-1][1] += 1
-            else:
-                out.append([k, 1])
-        return [f"{n} x {k}" if n > 1 else k for k, n in out]
+        return [f"{n} x {k}" if n > 1 else k for k, n in run_lengths(seq)]
 
     n = len(kinds)
     best = ", ".join(runs(kinds))
@@ -132,6 +126,17 @@ def pattern(kinds: tuple[str, ...]) -> str:
         if len(candidate) < len(best):
             best = candidate
     return best
+
+
+def run_lengths(seq) -> list[tuple[Any, int]]:
+    """Runs of equal items: ("a", "a", "b") → [("a", 2), ("b", 1)]."""
+    out: list[list] = []
+    for item in seq:
+        if out and out[-1][0] == item:
+            out[-1][1] += 1
+        else:
+            out.append([item, 1])
+    return [(item, n) for item, n in out]
 
 
 def smallest_period(seq) -> int:

@@ -364,21 +364,14 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor)
     One grouped matmul where this PyTorch has one for the device and dtype (and the row sizes
     are 16-byte aligned): bfloat16, or float32 and float16 on the CPU outside torch.compile;
     otherwise one matmul per expert that received rows."""
+    has_kernel = x.dtype == torch.bfloat16 or (
+        x.dtype in (torch.float32, torch.float16)
+        and x.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+    )
     size = x.element_size()
-    if (
-        hasattr(F, "grouped_mm")
-        and (
-            x.dtype == torch.bfloat16
-            or (
-                x.dtype in (torch.float32, torch.float16)
-                and x.device.type == "cpu"
-                and not torch.compiler.is_compiling()
-            )
-        )
-        and weight.dtype == x.dtype
-        and x.shape[1] * size % 16 == 0
-        and weight.shape[1] * size % 16 == 0
-    ):
+    aligned = x.shape[1] * size % 16 == 0 and weight.shape[1] * size % 16 == 0
+    if hasattr(F, "grouped_mm") and has_kernel and weight.dtype == x.dtype and aligned:
         return F.grouped_mm(x, weight.transpose(-2, -1), offs=offsets)
     out = x.new_empty(x.shape[0], weight.shape[1])
     start = 0

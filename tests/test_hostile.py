@@ -385,6 +385,13 @@ def test_generate_a_million_layers_that_are_not_periodic():
     assert _with_alarm(5, lambda: layer_types_expr(kinds)) == '("dense",) * 999999 + ("moe",)'
 
 
+def test_draw_a_million_layers_that_are_not_periodic():
+    from archdsl.draw import layer_pattern
+
+    model = loads(ABSURD.replace("1_000_000 of (dense, moe)", "499_999 x dense, moe, 500_000 x dense"), "absurd.arch")
+    assert _with_alarm(10, lambda: layer_pattern(model)) == ["1000000× transformer block", "499999× dense, then 1× moe, then 500000× dense"]
+
+
 # ---- no code injection: the generated module has the template's structure ----------------------------
 
 NEUTRAL = "zq"  # neutral kind names: zq0x, zq1x, ...; the neutral model is named zqmodel
