@@ -91,16 +91,16 @@ def cmd_check(args) -> int:
 
 def _generate_one(path: str, out_dir: str, tiny: bool) -> tuple[str, str]:
     from .codegen import render
-    from .hf import checkpoint_layout
+    from .hf import family_of
     from .tiny import tiny as shrink
 
     model = _load(path)
-    layout = checkpoint_layout(model)
+    family = family_of(model)[0]  # a tiny model loads the checkpoints of its full model's family
     if tiny:
         model = shrink(model)
     display = _display(path)
     command = f"archdsl generate {display} -o {_display(out_dir)}" + (" --tiny" if tiny else "")
-    source = render(model, display, Path(path).read_bytes(), command, layout)
+    source = render(model, display, Path(path).read_bytes(), command, family)
     return model.name, source
 
 

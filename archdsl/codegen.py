@@ -156,7 +156,6 @@ class Plan:
     command: str
     docstring: str
     title_text: str
-    imports_math: bool = False
     config: list[ConfigField] = field(default_factory=list)
     layer_types: bool = False
     rms: dict | None = None
@@ -175,7 +174,7 @@ class Plan:
     layer_args_signature: str = ""
     layer_args: str = ""
     model: dict = field(default_factory=dict)
-    checkpoint_layout: str = "llama"
+    checkpoint: dict = field(default_factory=dict)
 
 
 def safe_text(text: str, limit: int = 200) -> str:
@@ -202,7 +201,10 @@ class _Planner:
         self.kinds = model.used_kinds
         self.blocks = {k: model.kinds[k] for k in self.kinds}
         # class names the templates define themselves; every planned class takes a new name
-        self.class_names = {"Config", "Model", "RMSNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead"}
+        self.class_names = {
+            "Config", "Model", "RMSNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
+            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint",
+        }
 
     def class_name(self, name: str) -> str:
         """`name`, or `name` numbered when two layer types' names map to one (`x` and `X`)."""
@@ -346,7 +348,6 @@ class _Planner:
             "half": "half" in layouts,
             "interleaved": "interleaved" in layouts,
         }
-        self.plan.imports_math |= bool(scalings & {"llama3", "yarn"})
         return tables
 
     # -- per-layer inputs: RoPE tables, masks, temperatures ---------------------------------------
@@ -382,7 +383,6 @@ class _Planner:
             "log_steps": any(e and e.startswith("log_steps") for e in temps.values()),
             "log_position": any(e and e.startswith("log_position") for e in temps.values()),
         }
-        self.plan.imports_math |= self.plan.temperatures["log_position"]
         self.inputs: list[tuple[str, dict[str, str | None]]] = []
         setup: list[str] = []
         loop_args, signature, block_args = "", "", ""
@@ -677,7 +677,6 @@ class _Planner:
             ],
             "classes": list(classes.values()),
         }
-        self.plan.imports_math |= any(c["dense"] for c in classes.values())
         return ctor
 
     # -- blocks and the model ---------------------------------------------------------------------
@@ -808,7 +807,7 @@ class _Planner:
         return out
 
 
-def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, checkpoint_layout: str) -> Plan:
+def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, family: str | None) -> Plan:
     title = safe_text(model.title or model.name)
     plan = Plan(
         version=__version__,
@@ -817,7 +816,6 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
         command=safe_text(command, limit=1000),
         docstring=_docstring(model, title),
         title_text=title,
-        checkpoint_layout=checkpoint_layout,
     )
     planner = _Planner(model, plan)
     planner.sizes()
@@ -831,7 +829,64 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     layers_expr = planner.layers()
     planner.mtp()
     planner.finish(title, layers_expr)
+    plan.checkpoint = plan_checkpoint(model, family)
     return plan
+
+
+def plan_checkpoint(model: ir.Model, family: str | None) -> dict:
+    """The checkpoint section: the family's naming rules (those this model uses), its quantized
+    formats, and the Hugging Face config saved with the weights."""
+    from .checkpoints import naming_of, rules_for
+    from .hf import HFError, export_hf
+
+    naming = naming_of(family)
+    rules = rules_for(naming, model)
+    hf_config = None
+    if family is not None:
+        try:
+            hf_config = _json_lines(export_hf(model.model_copy(update={"hf": family})))
+        except HFError:  # pragma: no cover - the family was chosen because it fits
+            hf_config = None
+    names = {"fp8": "FP8 block-scaled", "mxfp4": "MXFP4"}
+    return {
+        "family": family or "archdsl",
+        "base_prefix": naming.prefix,
+        "rules": [r.source() for r in rules],
+        "ignored": list(naming.ignored),
+        "ignored_doc": naming.ignored_doc,
+        "fp8": "fp8" in naming.formats,
+        "mxfp4": "mxfp4" in naming.formats,
+        "quantized": bool(naming.formats),
+        "formats_text": " and ".join(names[f] for f in naming.formats),
+        "experts": any("{expert}" in r.checkpoint for r in rules),
+        "transposes": any(r.transposed for r in rules),
+        "joins": any(len(r.params) > 1 for r in rules),
+        "interleaves": any(r.join == "interleave" for r in rules),
+        "converts": any(r.transposed or r.stacked or len(r.params) > 1 for r in rules),
+        "stacked": any(r.stacked for r in rules),
+        "mtp": bool(model.mtp),
+        "mtp_pattern": next((r.checkpoint for r in rules if r.params[0].startswith("mtp.") and r.checkpoint.endswith("{rest}")), ""),
+        "hf_config": hf_config,
+    }
+
+
+def _json_lines(config: dict, width: int = 96) -> list[str]:
+    """A config as JSON text in lines of at most `width`, broken after commas between values."""
+    import json
+
+    text = json.dumps(config)
+    lines, line = [], ""
+    for token in text.split(", "):
+        piece = token if not line else ", " + token
+        if line and len(line) + len(piece) > width:
+            lines.append(line + ",")
+            line = token
+        else:
+            line += piece
+    lines.append(line)
+    if json.loads("\n".join(lines)) != config:  # pragma: no cover - a string with ", " in it
+        return [text]
+    return lines
 
 
 def _mask_lines(exprs: dict[str, str | None], kinds: list[str], keyed: bool) -> list[str]:
@@ -1033,11 +1088,16 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, checkpoint_layout: str = "llama") -> str:
-    """The generated module's source, formatted by black."""
+def render(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, family: str | None = None) -> str:
+    """The generated module's source, formatted by black. `family` is the Hugging Face model type
+    whose checkpoints it loads (a tiny model keeps its full model's); by default export-hf's."""
     import black
 
-    plan = plan_module(model, spec_path, spec_bytes, command, checkpoint_layout)
+    if family is None:
+        from .hf import family_of
+
+        family = family_of(model)[0]
+    plan = plan_module(model, spec_path, spec_bytes, command, family)
     source = _environment().get_template("module.py.j2").render(plan=plan)
     return black.format_str(source, mode=black.Mode(line_length=BLACK_LINE_LENGTH))
 

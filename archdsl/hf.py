@@ -683,13 +683,6 @@ def export_hf(model: ir.Model) -> dict:
     return config
 
 
-def checkpoint_layout(model: ir.Model) -> str:
-    """How the model's Hugging Face checkpoints name and lay out tensors: gpt2, gpt_oss and
-    llama4 have their own; every other type (and archdsl's own naming) is the llama layout."""
-    family, _ = family_of(model)
-    return {"gpt2": "gpt2", "gpt_oss": "gpt_oss", "llama4_text": "llama4"}.get(family, "llama")
-
-
 # ---------------------------------------------------------------------------------------------
 # Import
 

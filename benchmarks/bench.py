@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from archdsl import ir  # noqa: E402
 from archdsl.codegen import render  # noqa: E402
-from archdsl.hf import checkpoint_layout, export_hf  # noqa: E402
+from archdsl.hf import export_hf, family_of  # noqa: E402
 from archdsl.resolve import load  # noqa: E402
 from archdsl.stats import compute  # noqa: E402
 
@@ -104,7 +104,7 @@ def build(spec: Path, workdir: Path, dtype: torch.dtype):
     hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config), dtype=dtype).eval()
     hf.generation_config.pad_token_id = 0
     hf.save_pretrained(workdir / "checkpoint")
-    source = render(model, spec.name, spec.read_bytes(), "benchmark", checkpoint_layout(model))
+    source = render(model, spec.name, spec.read_bytes(), "benchmark", family_of(model)[0])
     path = workdir / f"{model.name}.py"
     path.write_text(source)
     module_spec = importlib.util.spec_from_file_location(model.name, path)

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from archdsl.codegen import render  # noqa: E402
-from archdsl.hf import checkpoint_layout, export_hf  # noqa: E402
+from archdsl.hf import export_hf, family_of  # noqa: E402
 from archdsl.resolve import load  # noqa: E402
 from archdsl.stats import compute  # noqa: E402
 from archdsl.tiny import tiny  # noqa: E402
@@ -44,7 +45,7 @@ PARITY = [("dense", "specs/qwen3-0.6b.arch", "benchmarks/specs/dense-0.5b.arch")
 
 def module_of(model, workdir: Path, name: str):
     path = workdir / f"{name}.py"
-    path.write_text(render(model, name, b"", "gpu_check", checkpoint_layout(model)))
+    path.write_text(render(model, name, b"", "gpu_check", family_of(model)[0]))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -181,14 +182,21 @@ def main(argv=None) -> int:
         args.train_batch, args.train_seq, args.train_steps = 4, 2048, 5
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     report = {"dry_run": args.dry_run}
+    failed = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        report["parity"] = parity(args, workdir)
-        report["decode"] = decode_speed(args, workdir)
-        report["training"] = training_mfu(args, workdir)
+        for name, check in (("parity", parity), ("decode", decode_speed), ("training", training_mfu)):
+            try:  # one failing check must not hide the others' numbers
+                report[name] = check(args, workdir)
+            except Exception:
+                report[name] = {"error": traceback.format_exc()}
+                failed.append(name)
+                print(f"{name} FAILED:\n{traceback.format_exc()}", file=sys.stderr)
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+    print(f"wrote {args.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,13 @@
 Imports only torch and the standard library: copy this file into your project.
 """
 
-from dataclasses import dataclass
+import ctypes
+import json
+import math
+import pathlib
+import re
+from dataclasses import dataclass, fields
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -319,51 +325,579 @@ class Model(nn.Module):
             tokens.append(token)
         return torch.cat(tokens, dim=1)
 
-    def load_hf_checkpoint(self, path) -> None:
-        """Load weights saved by Hugging Face `save_pretrained` (or downloaded from the Hub).
+    def hf_layout(self) -> "dict[str, Place]":
+        """Every tensor of this model's Hugging Face checkpoint: stored name → Place."""
+        tensors = self.state_dict(keep_vars=True)
+        return checkpoint_layout({name: tuple(t.shape) for name, t in tensors.items()})
 
-        `path` is a directory of .safetensors files, with or without model.safetensors.index.json.
-        Strict: a missing, unexpected or wrongly shaped tensor raises ValueError naming it, and
-        nothing is loaded unless every tensor fits. A model built on the meta device takes the
-        checkpoint's tensors as its parameters."""
-        import json
-        import pathlib
+    def load_hf_checkpoint(
+        self, path, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> None:
+        """Load a Hugging Face checkpoint: a directory of .safetensors files, with or without
+        model.safetensors.index.json, as save_pretrained writes it or the Hub publishes it.
+        FP8 block-scaled weights are dequantized exactly, in float32, then cast.
 
-        from safetensors.torch import load_file
+        Every header is read and checked first: a missing, unexpected or wrongly shaped tensor, a
+        truncated or inconsistent file, wrong or non-finite scales: CheckpointError names each
+        tensor and file, and nothing is loaded. Then the files are streamed one tensor at a
+        time, each converted into its parameter in place:
+        memory grows by the model's weights and one tensor, never by a copy of the checkpoint.
 
-        directory = pathlib.Path(path)
-        index = directory / "model.safetensors.index.json"
-        if index.is_file():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        else:
-            files = sorted(p.name for p in directory.glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"no .safetensors files in {directory}")
-        checkpoint = {}
-        for name in files:
-            checkpoint.update(load_file(directory / name))
-        state = hf_to_local(checkpoint)
-        expected = {name: tuple(tensor.shape) for name, tensor in self.state_dict().items()}
-        missing = sorted(expected.keys() - state.keys())
-        unexpected = sorted(state.keys() - expected.keys())
-        wrong_shape = [
-            f"{name}: checkpoint {tuple(state[name].shape)}, model {expected[name]}"
-            for name in sorted(expected.keys() & state.keys())
-            if tuple(state[name].shape) != expected[name]
-        ]
-        if missing or unexpected or wrong_shape:
-            problems = (
-                [f"missing: {name}" for name in missing]
-                + [f"unexpected: {name}" for name in unexpected]
-                + [f"wrong shape: {line}" for line in wrong_shape]
-            )
+        Parameters on the meta device are materialised on `device` (default: the CPU) in `dtype`
+        (default: the checkpoint's; bfloat16 for a quantized checkpoint). Other parameters are
+        loaded where they are, or moved to `device` and `dtype` when these are given."""
+        checkpoint = Checkpoint(path)
+        layout = self.hf_layout()
+        stored = checkpoint.by_name("model.")
+        checkpoint.check(stored, layout)
+        tensors = materialise(
+            self,
+            [p for place in layout.values() for p in place.params],
+            dtype,
+            device,
+            checkpoint.dtype,
+        )
+        with torch.no_grad():
+            for name in checkpoint.in_file_order(stored, layout):
+                load_tensor(stored[name], layout[name], tensors)
+
+    def save_hf_checkpoint(self, path, *, max_shard_bytes: int = 5 * 2**30) -> None:
+        """Save as a Hugging Face checkpoint that transformers' from_pretrained loads: safetensors
+        files of at most `max_shard_bytes` (one tensor at least) under the mistral family's
+        names, with model.safetensors.index.json when there are several, and config.json.
+        Tensors keep their dtype and are written one at a time. Checkpoint files already in `path`
+        are replaced."""
+        if any(t.is_meta for t in self.state_dict().values()):
             raise ValueError(
-                f"checkpoint {directory} does not fit this model:\n  " + "\n  ".join(problems)
+                "the model is on the meta device: load or initialise its weights before saving them"
             )
-        on_meta = any(p.is_meta for p in self.parameters())
-        self.load_state_dict(state, strict=False, assign=on_meta)
+        changed = [
+            f.name
+            for f in fields(Config)
+            if getattr(self.config, f.name) != getattr(Config(), f.name)
+        ]
+        if changed:
+            raise ValueError(
+                f"config.json describes this module's Config(); this model's differs in {', '.join(changed)}"
+            )
+        tensors = self.state_dict(keep_vars=True)
+        entries = [(name, place, tensors) for name, place in self.hf_layout().items()]
+        files = write_shards(pathlib.Path(path), entries, max_shard_bytes)
+        config = json.loads(HF_CONFIG) | {
+            "dtype": str(self.embed_tokens.weight.dtype).removeprefix("torch.")
+        }
+        files["config.json"] = pathlib.Path(path) / ".config.json.tmp"
+        files["config.json"].write_text(json.dumps(config, indent=2) + "\n")
+        replace_files(pathlib.Path(path), files)
 
 
-def hf_to_local(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Hugging Face checkpoint names → this module's names: the same, without the "model." prefix."""
-    return {name.removeprefix("model."): tensor for name, tensor in state.items()}
+# ---------------------------------------------------------------------------------------------
+# Hugging Face checkpoints: safetensors files, read and written with the standard library.
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit this model, or a file that is not what it claims to be."""
+
+
+class Rule(NamedTuple):
+    """Where some of this module's tensors lie in a Hugging Face checkpoint.
+
+    `checkpoint` names one stored tensor, `params` the tensors of this module it holds; in both,
+    {layer} stand for numbers and {rest} for the rest of a name.
+    """
+
+    checkpoint: str
+    params: tuple[str, ...]
+
+
+# The first rule whose params match a tensor of this module decides where it is stored.
+CHECKPOINT_RULES = (
+    Rule("lm_head.weight", ("lm_head.weight",)),
+    Rule("model.{rest}", ("{rest}",)),
+)
+# Stored tensors that are not weights (RoPE frequencies kept by old checkpoints): skipped when loading.
+CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
+# The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
+HF_CONFIG = """
+{"model_type": "mistral", "architectures": ["MistralForCausalLM"], "vocab_size": 131072,
+"hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 32,
+"num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 131072,
+"tie_word_embeddings": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
+"rms_norm_eps": 1e-05, "intermediate_size": 32768, "hidden_act": "silu",
+"rope_parameters": {"rope_theta": 1000000000.0, "rope_type": "default"}, "sliding_window": null}
+"""
+
+
+def name_pattern(text: str) -> re.Pattern:
+    """A rule's name as a regular expression: {rest} matches any name, other fields a number."""
+    parts = re.split(r"\{(\w+)\}", text)
+    fields = ["(?P<rest>.+)" if p == "rest" else rf"(?P<{p}>\d+)" for p in parts[1::2]]
+    return re.compile("".join(re.escape(p) + f for p, f in zip(parts[::2], fields + [""])))
+
+
+class Place(NamedTuple):
+    """A tensor of the checkpoint: its shape as stored, and which tensors of this module it fills."""
+
+    shape: tuple[int, ...]
+    rule: Rule
+    params: tuple[str, ...]
+
+
+def checkpoint_layout(shapes: dict[str, tuple[int, ...]]) -> dict[str, Place]:
+    """The Hugging Face checkpoint of tensors with these names and shapes: stored name → Place."""
+    patterns = [[name_pattern(p) for p in rule.params] for rule in CHECKPOINT_RULES]
+    groups: dict[tuple, list] = {}  # (rule, its fields) → the params it holds, in order
+    for name in shapes:
+        for r, rule_patterns in enumerate(patterns):
+            found = [(i, m) for i, p in enumerate(rule_patterns) if (m := p.fullmatch(name))]
+            if found:
+                i, match = found[0]
+                groups.setdefault(
+                    (r, tuple(match.groupdict().items())), [None] * len(rule_patterns)
+                )[i] = name
+                break
+    layout = {}
+    for (r, fields), params in groups.items():
+        rule, fields = CHECKPOINT_RULES[r], dict(fields)
+        if None in params:
+            raise CheckpointError(f"{rule.checkpoint}: this model lacks some of {rule.params}")
+        sizes = [shapes[p] for p in params]
+        shape = sizes[0]
+        layout[rule.checkpoint.format(**fields)] = Place(shape, rule, tuple(params))
+    return layout
+
+
+def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy a stored tensor into the parameters it holds (converted to their layout, dtype and device)."""
+    targets = [tensors[p] for p in place.params]
+    tensor = source.read(targets[0].device)
+    targets[0].copy_(tensor)
+
+
+def stored_tensor(place: Place, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The inverse of load_tensor: the tensor to store, built from the parameters it holds."""
+    parts = [tensors[p].detach() for p in place.params]
+    tensor = parts[0]
+    return tensor.contiguous()
+
+
+def materialise(
+    model: nn.Module,
+    names: list[str],
+    dtype: torch.dtype | None,
+    device,
+    default_dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    """Give the tensors about to be loaded fresh storage where they are on the meta device, or
+    where `dtype` or `device` asks for a change (other tensors are moved when asked); returns
+    the model's tensors by name."""
+    tensors = model.state_dict(keep_vars=True)
+    loaded = {tensors[name] for name in names}
+    on_meta = any(t.is_meta for t in loaded)
+    dtype = dtype or (default_dtype if on_meta else None)
+    device = (
+        torch.device(device) if device is not None else (torch.device("cpu") if on_meta else None)
+    )
+    for name, tensor in tensors.items():
+        target = (
+            dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype,
+            device or tensor.device,
+        )
+        if (tensor.dtype, tensor.device) == target and not tensor.is_meta:
+            continue
+        if tensor in loaded:
+            fresh = torch.empty(tensor.shape, dtype=target[0], device=target[1])
+        elif not tensor.is_meta:
+            fresh = tensor.detach().to(target[1], target[0])
+        else:
+            continue  # not in the checkpoint: left on the meta device
+        owner, _, attribute = name.rpartition(".")
+        if isinstance(tensor, nn.Parameter):
+            model.get_submodule(owner).register_parameter(
+                attribute, nn.Parameter(fresh, tensor.requires_grad)
+            )
+        else:
+            model.get_submodule(owner).register_buffer(attribute, fresh)
+    return model.state_dict(keep_vars=True)
+
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E8M0": torch.uint8,  # power-of-two scales, 2 ** (byte - 127): decoded by dequantize_fp8
+}
+SAFETENSORS_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items() if name != "F8_E8M0"}
+
+
+class SafetensorsFile:
+    """A .safetensors file: an 8-byte little-endian header length, a JSON header
+    {name: {"dtype", "shape", "data_offsets"}}, then the tensors' bytes. The header is read and
+    checked when the file is opened (what is wrong goes to `problems`); tensors are read one at
+    a time, so a file never has to fit in memory."""
+
+    def __init__(self, path: pathlib.Path, problems: list[str]):
+        self.path = path
+        self.tensors: dict[str, tuple[str, tuple[int, ...], int, int]] = (
+            {}
+        )  # name → dtype, shape, start, end
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if size < 8 or not 2 <= length <= min(size - 8, 100 * 2**20):
+                problems.append(
+                    f"{path}: not a safetensors file (a header of {length} bytes in a file of {size})"
+                )
+                return
+            try:
+                header = json.loads(f.read(length))
+            except ValueError:
+                header = None
+        if not isinstance(header, dict):
+            problems.append(f"{path}: not a safetensors file (its header is not a JSON object)")
+            return
+        header.pop("__metadata__", None)
+        self.start = 8 + length
+        for name, entry in header.items():
+            problem = self._check(name, entry, size - self.start)
+            if problem:
+                problems.append(f"{name} in {path}: {problem}")
+            else:
+                self.tensors[name] = (entry["dtype"], tuple(entry["shape"]), *entry["data_offsets"])
+
+    @staticmethod
+    def _check(name: str, entry, data_size: int) -> str | None:
+        if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPES:
+            return f"dtype {entry.get('dtype') if isinstance(entry, dict) else entry!r} is not supported"
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)):
+            return f"bad shape {shape!r}"
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(n) is int for n in offsets)
+            and 0 <= offsets[0] <= offsets[1]
+        ):
+            return f"bad data_offsets {offsets!r}"
+        nbytes = math.prod(shape) * SAFETENSORS_DTYPES[entry["dtype"]].itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            return f"the header says {entry['dtype']} {shape} ({nbytes} bytes), but its data_offsets span {offsets[1] - offsets[0]} bytes"
+        if offsets[1] > data_size:
+            return f"its bytes end at {offsets[1]}, past the end of the data ({data_size} bytes): the file is truncated"
+        return None
+
+    def read(self, name: str, index: int | None = None) -> torch.Tensor:
+        """The tensor `name` on the CPU, or only its slice [index] along the first dimension."""
+        dtype, shape, start, end = self.tensors[name]
+        if index is not None:
+            row = (end - start) // shape[0]
+            start, end, shape = start + index * row, start + (index + 1) * row, shape[1:]
+        data = bytearray(end - start)
+        with open(self.path, "rb") as f:
+            f.seek(self.start + start)
+            if f.readinto(data) != len(data):
+                raise CheckpointError(
+                    f"{name} in {self.path}: the file ended early (it changed while loading?)"
+                )
+        if not data:
+            return torch.empty(shape, dtype=SAFETENSORS_DTYPES[dtype])
+        return (
+            torch.frombuffer(data, dtype=torch.uint8).view(SAFETENSORS_DTYPES[dtype]).reshape(shape)
+        )
+
+
+def dequantize_fp8(
+    weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int], ue8m0: bool
+) -> torch.Tensor:
+    """Block-scaled FP8 (DeepSeek V3): float8_e4m3fn weights [..., rows, cols] times one scale per
+    block of block[0] × block[1] ([..., ⌈rows / block[0]⌉, ⌈cols / block[1]⌉]; blocks at the edges
+    may be partial), in float32. ue8m0 scales are bytes holding 2 ** (byte - 127)."""
+    rows, cols = weight.shape[-2:]
+    if ue8m0:
+        scale_inv = torch.ldexp(
+            torch.ones(scale_inv.shape, device=scale_inv.device), scale_inv.int() - 127
+        )
+    scale = scale_inv.float().repeat_interleave(block[0], dim=-2)[..., :rows, :]
+    scale = scale.repeat_interleave(block[1], dim=-1)[..., :cols]
+    return weight.float() * scale
+
+
+class Stored(NamedTuple):
+    """A tensor of a checkpoint as this module sees it: a quantized weight and its scales are one
+    tensor, of the shape and (float32) dtype it dequantizes to."""
+
+    file: SafetensorsFile
+    key: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    format: str = "plain"  # "fp8" or "plain"
+    scales: tuple[SafetensorsFile, str] | None = None
+    block: tuple[int, int] = (128, 128)
+    index: int | None = None  # a slice [index] along the first dimension
+
+    def slice(self, index: int) -> "Stored":
+        return self._replace(shape=self.shape[1:], index=index)
+
+    def read(self, device: torch.device | None = None) -> torch.Tensor:
+        """The tensor on `device`, dequantized there in float32."""
+        data = self.file.read(self.key, self.index).to(device)
+        if self.format == "fp8":
+            scales = self.scales[0].read(self.scales[1], self.index).to(device)
+            return dequantize_fp8(
+                data, scales, self.block, self.scales[0].tensors[self.scales[1]][0] == "F8_E8M0"
+            )
+        return data
+
+
+# The names of the scales that go with quantized weights.
+SCALE_SUFFIXES = ("_scale_inv",)
+
+
+class Checkpoint:
+    """The tensors of a checkpoint directory (safetensors files, with or without
+    model.safetensors.index.json) by name; every header is read and checked at once."""
+
+    def __init__(self, path):
+        self.directory = pathlib.Path(path)
+        self.problems: list[str] = []
+        index = self.directory / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map", {})
+            names = sorted(set(weight_map.values()))
+            for name in [n for n in names if not isinstance(n, str) or pathlib.Path(n).name != n]:
+                raise CheckpointError(f"{index}: {name!r} is not a file name in {self.directory}")
+        else:
+            weight_map, names = {}, sorted(p.name for p in self.directory.glob("*.safetensors"))
+        if not names:
+            raise FileNotFoundError(f"no .safetensors files in {self.directory}")
+        self.files = [SafetensorsFile(self.directory / name, self.problems) for name in names]
+        found: dict[str, SafetensorsFile] = {}
+        for file in self.files:
+            for name in file.tensors:
+                if name in found:
+                    self.problems.append(f"{name} is in both {found[name].path} and {file.path}")
+                found[name] = file
+        for name, file_name in weight_map.items():
+            if name not in found or found[name].path.name != file_name:
+                self.problems.append(f"{index} puts {name} in {file_name}, which does not hold it")
+        self.tensors = self._tensors(found)
+
+    def _tensors(self, found: dict[str, SafetensorsFile]) -> dict[str, Stored]:
+        """Plain tensors as they are; FP8 weights with their weight_scale_inv as one."""
+        method = self._quantization()
+        block = tuple(method.get("weight_block_size") or (128, 128))
+        tensors, scales = {}, set()
+        for name, file in found.items():
+            dtype, shape = file.tensors[name][:2]
+            if dtype == "F8_E4M3":
+                scale = name + "_scale_inv"
+                if scale not in found:
+                    self.problems.append(
+                        f"{name} in {file.path}: an FP8 weight without its {scale}"
+                    )
+                    continue
+                scales.add(scale)
+                s_dtype, s_shape = found[scale].tensors[scale][:2]
+                want = (*shape[:-2], -(-shape[-2] // block[0]), -(-shape[-1] // block[1]))
+                if s_dtype not in ("F32", "F8_E8M0") or s_shape != want:
+                    self.problems.append(
+                        f"{scale} in {found[scale].path}: {s_dtype} {list(s_shape)}, but the weight {list(shape)} in blocks of "
+                        f"{block[0]} × {block[1]} needs F32 or F8_E8M0 scales {list(want)}"
+                    )
+                else:
+                    tensors[name] = Stored(
+                        file, name, shape, torch.float32, "fp8", (found[scale], scale), block
+                    )
+                continue
+            if name.endswith((".activation_scale", ".input_scale")):
+                continue  # static FP8 activation scales: not needed to dequantize the weights
+            if not name.endswith(SCALE_SUFFIXES):
+                tensors[name] = Stored(file, name, shape, SAFETENSORS_DTYPES[dtype])
+        for name in sorted(found.keys() - scales):
+            if name.endswith(SCALE_SUFFIXES):
+                self.problems.append(
+                    f"{name} in {found[name].path}: scales without the quantized weight they belong to"
+                )
+        return tensors
+
+    def _quantization(self) -> dict:
+        """config.json's quantization_config, if any: the methods this module reads, or an error."""
+        config = self.directory / "config.json"
+        method = (
+            json.loads(config.read_text()).get("quantization_config") if config.is_file() else None
+        )
+        if not method:
+            return {}
+        name = method.get("quant_method")
+        if name not in ("fp8",):
+            raise CheckpointError(
+                f"{config}: quantization_config has quant_method {name!r}; this module reads FP8 block-scaled checkpoints "
+                "(dequantized when loading). Load a FP8 block-scaled or unquantized release of the model"
+            )
+        if name == "fp8" and method.get("fmt", "e4m3") != "e4m3":
+            raise CheckpointError(
+                f"{config}: FP8 fmt {method['fmt']!r} is not supported (only e4m3)"
+            )
+        return method
+
+    def check_scales(self, tensors: list[Stored]) -> None:
+        """Every scale of these tensors is finite (read now, before anything is loaded)."""
+        for stored in tensors:
+            if stored.format == "plain":
+                continue
+            file, key = stored.scales
+            scales = file.read(key)
+            bad = scales == 255 if scales.dtype == torch.uint8 else ~torch.isfinite(scales)
+            if bad.any():
+                self.problems.append(
+                    f"{key} in {file.path}: {int(bad.sum())} non-finite scales (of {scales.numel()})"
+                )
+
+    def by_name(self, prefix: str) -> dict[str, Stored]:
+        """The tensors by the names a checkpoint of the whole model has: a checkpoint of the
+        base model alone lacks its `prefix`; tensors that are not weights are left out."""
+        tensors = self.tensors
+        if not any(name.startswith(prefix) for name in tensors):
+            tensors = {
+                (name if name.startswith("lm_head.") else prefix + name): t
+                for name, t in tensors.items()
+            }
+        ignored = [name_pattern(p) for p in CHECKPOINT_IGNORED]
+        tensors = {
+            name: t for name, t in tensors.items() if not any(p.fullmatch(name) for p in ignored)
+        }
+        return tensors
+
+    def check(self, stored: dict[str, Stored], layout: dict[str, Place]) -> None:
+        """Raise CheckpointError listing every problem: of the files, and every missing, unexpected
+        or wrongly shaped tensor, and every non-finite scale."""
+        problems = self.problems
+        problems += [
+            f"missing: {name} (for {', '.join(layout[name].params)})"
+            for name in sorted(layout.keys() - stored.keys())
+        ]
+        problems += [
+            f"unexpected: {name} in {stored[name].file.path}"
+            for name in sorted(stored.keys() - layout.keys())
+        ]
+        problems += [
+            f"wrong shape: {name} in {stored[name].file.path}: checkpoint {stored[name].shape}, model {layout[name].shape}"
+            for name in sorted(layout.keys() & stored.keys())
+            if stored[name].shape != layout[name].shape
+        ]
+        if not problems:
+            self.check_scales([stored[name] for name in layout])
+        if problems:
+            more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+            raise CheckpointError(
+                f"checkpoint {self.directory} does not fit this model:\n  "
+                + "\n  ".join(problems[:50])
+                + more
+            )
+
+    def in_file_order(self, stored: dict[str, Stored], names) -> list[str]:
+        """`names` in the order their bytes lie: file by file, and in each from start to end."""
+        order = {file.path: i for i, file in enumerate(self.files)}
+        return sorted(
+            names,
+            key=lambda n: (order[stored[n].file.path], stored[n].file.tensors[stored[n].key][2]),
+        )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of most stored weights; bfloat16 when some are quantized."""
+        if any(t.format != "plain" for t in self.tensors.values()):
+            return torch.bfloat16
+        counts: dict[torch.dtype, int] = {}
+        for t in self.tensors.values():
+            if t.dtype.is_floating_point:
+                counts[t.dtype] = counts.get(t.dtype, 0) + math.prod(t.shape)
+        return max(counts, key=counts.get, default=torch.float32)
+
+
+def write_safetensors(
+    path: pathlib.Path,
+    tensors: list[tuple[str, tuple[int, ...], torch.dtype, Callable[[], torch.Tensor]]],
+) -> None:
+    """Write a .safetensors file of (name, shape, dtype, make) tensors: the header first, then each
+    tensor's bytes as `make()` builds it, one tensor in memory at a time."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, shape, dtype, _ in tensors:
+        nbytes = math.prod(shape) * dtype.itemsize
+        header[name] = {
+            "dtype": SAFETENSORS_NAMES[dtype],
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        for name, shape, dtype, make in tensors:
+            tensor = make().to("cpu", dtype).contiguous()
+            if tuple(tensor.shape) != tuple(shape):
+                raise RuntimeError(f"{name}: built {tuple(tensor.shape)}, the header says {shape}")
+            if tensor.numel():
+                f.write((ctypes.c_char * tensor.nbytes).from_address(tensor.data_ptr()))
+
+
+def write_shards(
+    directory: pathlib.Path, entries: list[tuple[str, Place, dict]], max_shard_bytes: int
+) -> dict[str, pathlib.Path]:
+    """Write the stored tensors of (name, place, tensors) entries in shards of at most
+    `max_shard_bytes` (one tensor at least), with an index when there are several, as temporary
+    files in `directory`: returns final name → temporary file."""
+    shards, size = [[]], 0
+    for name, place, tensors in entries:
+        dtype = tensors[place.params[0]].dtype
+        nbytes = math.prod(place.shape) * dtype.itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(
+            (
+                name,
+                place.shape,
+                dtype,
+                lambda place=place, tensors=tensors: stored_tensor(place, tensors),
+            )
+        )
+        size += nbytes
+    directory.mkdir(parents=True, exist_ok=True)
+    if len(shards) == 1:
+        names = ["model.safetensors"]
+    else:
+        names = [
+            f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)
+        ]
+    files = {}
+    for name, shard in zip(names, shards):
+        files[name] = directory / f".{name}.tmp"
+        write_safetensors(files[name], shard)
+    if len(shards) > 1:
+        weight_map = {entry[0]: name for name, shard in zip(names, shards) for entry in shard}
+        total = sum(
+            math.prod(shape) * dtype.itemsize for shard in shards for _, shape, dtype, _ in shard
+        )
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+        files["model.safetensors.index.json"] = directory / ".model.safetensors.index.json.tmp"
+        files["model.safetensors.index.json"].write_text(json.dumps(index, indent=2) + "\n")
+    return files
+
+
+def replace_files(directory: pathlib.Path, files: dict[str, pathlib.Path]) -> None:
+    """Rename the temporary files into place, then remove the shards of an earlier save."""
+    for name, temporary in files.items():
+        temporary.replace(directory / name)
+    for old in [*directory.glob("model*.safetensors"), directory / "model.safetensors.index.json"]:
+        if old.name not in files and old.exists():
+            old.unlink()

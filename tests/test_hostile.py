@@ -496,6 +496,8 @@ def _defined_names(tree: ast.Module) -> set[str]:
 
 
 VALID = [p for p in CORPUS if expectations(p) == ["valid"]]
+# What a generated module may import: torch and these modules of the standard library.
+MODULE_IMPORTS = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional"}
 
 
 def _template_builtins() -> set[str]:
@@ -517,8 +519,8 @@ def test_corpus_generates_the_template_structure(path):
     source = assert_template_structure(model)
     tree = ast.parse(source)
     top, inner = _top_level_imports(tree)
-    assert top <= {"math", "dataclasses", "torch", "torch.nn", "torch.nn.functional"}
-    assert inner <= {"json", "pathlib", "safetensors.torch"}
+    assert top <= MODULE_IMPORTS
+    assert inner == set()
     # every plain call is to a name the module defines, or a builtin the modules of the real specs call
     allowed = TEMPLATE_BUILTINS | {"super", "isinstance", "len", "range", "tuple", "list", "dict", "set", "sorted", "zip", "enumerate", "min", "max", "int", "float", "str", "any", "all", "sum", "next", "iter", "getattr", "hasattr", "ValueError", "FileNotFoundError", "KeyError", "RuntimeError", "dataclass", "field", "round", "abs", "type", "reversed", "print", "open", "repr", "bool", "map", "filter", "frozenset", "slice", "NotImplementedError", "IndexError", "TypeError", "AssertionError"}
     unknown = _called_names(tree) - _defined_names(tree) - allowed
@@ -625,7 +627,7 @@ def test_the_spec_path_cannot_inject_code():
     model = load(spec_path("qwen3-0.6b"))
     source = render(model, "specs/x\nimport os; os.system('echo pwned')\n#.arch", b"", "archdsl generate x\r\nprint('pwned')")
     tree = ast.parse(source)
-    assert _top_level_imports(tree)[0] <= {"math", "dataclasses", "torch", "torch.nn", "torch.nn.functional"}
+    assert _top_level_imports(tree)[0] <= MODULE_IMPORTS
     assert "print" not in _called_names(tree) and "pwned" not in ast.dump(tree)
 
 
@@ -824,7 +826,7 @@ def test_a_checkpoint_that_does_not_fit_is_named_and_not_loaded(tiny_module, tmp
     tied = source.lm_head.weight is source.embed_tokens.weight
     local = {k: v.contiguous() for k, v in source.state_dict().items() if not (tied and k == "lm_head.weight")}
     hf = {(k if k.startswith("lm_head") else "model." + k): v for k, v in local.items()}
-    assert set(tiny_module.hf_to_local(dict(hf))) == set(local)
+    assert {name: place.params for name, place in source.hf_layout().items()} == {k: (k.removeprefix("model."),) for k in hf}
     good = tmp_path / "good"
     good.mkdir()
     save_file(hf, good / "model.safetensors")
@@ -847,9 +849,9 @@ def test_a_checkpoint_that_does_not_fit_is_named_and_not_loaded(tiny_module, tmp
     with pytest.raises(ValueError) as info:
         fresh.load_hf_checkpoint(bad)
     message = str(info.value)
-    assert f"missing: {dropped.removeprefix('model.')}" in message
-    assert "unexpected: extra.weight" in message
-    assert f"wrong shape: embed_tokens.weight: checkpoint (7, 3), model {wanted}" in message
+    assert f"missing: {dropped} (for {dropped.removeprefix('model.')})" in message
+    assert f"unexpected: model.extra.weight in {bad / 'model.safetensors'}" in message
+    assert f"wrong shape: {victim} in {bad / 'model.safetensors'}: checkpoint (7, 3), model {wanted}" in message
     assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items()), "a failed load changed the model"
 
 

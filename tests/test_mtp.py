@@ -115,5 +115,5 @@ def test_partial_mtp_is_an_error(deepseek, tmp_path):
     del checkpoint[victim]
     save_file(checkpoint, tmp_path / "model.safetensors")
     model = module.Model(dataclasses.replace(module.Config(), build_mtp=True))
-    with pytest.raises(ValueError, match=r"missing: mtp\.0\.eh_proj\.weight"):
+    with pytest.raises(ValueError, match=r"missing: model\.layers\.\d+\.eh_proj\.weight \(for mtp\.0\.eh_proj\.weight\)"):
         model.load_hf_checkpoint(tmp_path)

@@ -317,7 +317,7 @@ def check_config(config: dict) -> str:
     return "accepted"
 
 
-ALLOWED_IMPORTS = {"math", "dataclasses", "torch", "torch.nn", "torch.nn.functional", "json", "pathlib", "safetensors.torch"}
+ALLOWED_IMPORTS = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional"}
 
 
 def check_codegen(model) -> None:
