@@ -672,6 +672,7 @@ class _Planner:
                     "limit": f"config.{l}" if l else None,
                     "act": _ACT.get(act, "%s").replace("{}", "%s"),
                     "doc": _experts_doc(act, bias),
+                    "weight": "expert_weights(self, \"%s\")" if self.quantized_checkpoints else "self.%s",
                 }
                 for (act, bias, a, l), name in experts_classes.items()
             ],
@@ -817,7 +818,9 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
         docstring=_docstring(model, title),
         title_text=title,
     )
+    plan.checkpoint = plan_checkpoint(model, family)
     planner = _Planner(model, plan)
+    planner.quantized_checkpoints = plan.checkpoint["quantized"]
     planner.sizes()
     planner.attention_sizes()
     tables = planner.rope()
@@ -829,7 +832,6 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     layers_expr = planner.layers()
     planner.mtp()
     planner.finish(title, layers_expr)
-    plan.checkpoint = plan_checkpoint(model, family)
     return plan
 
 
@@ -848,8 +850,14 @@ def plan_checkpoint(model: ir.Model, family: str | None) -> dict:
         except HFError:  # pragma: no cover - the family was chosen because it fits
             hf_config = None
     names = {"fp8": "FP8 block-scaled", "mxfp4": "MXFP4"}
+    fields = [f for f in ("{layer}", "{expert}", "{mtp}") if any(f in r.checkpoint for r in rules)]
+    if len(fields) > 1:
+        fields_doc = ", ".join(fields[:-1]) + f" and {fields[-1]} stand for numbers"
+    else:
+        fields_doc = f"{fields[0]} stands for a number" if fields else "no field stands for a number"
     return {
         "family": family or "archdsl",
+        "fields_doc": fields_doc,
         "base_prefix": naming.prefix,
         "rules": [r.source() for r in rules],
         "ignored": list(naming.ignored),

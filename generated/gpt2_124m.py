@@ -377,7 +377,7 @@ class Rule(NamedTuple):
     """Where some of this module's tensors lie in a Hugging Face checkpoint.
 
     `checkpoint` names one stored tensor, `params` the tensors of this module it holds; in both,
-    {layer} stand for numbers and {rest} for the rest of a name.
+    {layer} stands for a number and {rest} for the rest of a name.
 
     transposed: stored [..., in, out], the last two dimensions swapped.
     join: several params are stored joined along the first dimension: "cat" one after the

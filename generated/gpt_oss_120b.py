@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 @dataclass(frozen=True)
@@ -279,9 +280,10 @@ class Attention(nn.Module):
         return self.o_proj(out)
 
 
-def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Each expert's block of rows times its weight: x [rows, in], weight [experts, out, in];
-    the rows of expert e end at offsets[e] (cumulative counts).
+def grouped_linear(
+    x: torch.Tensor, weight: "torch.Tensor | PackedExperts", offsets: torch.Tensor
+) -> torch.Tensor:
+    """Each expert's block of rows times its weight: x [rows, in], weight [experts, out, in]    (or kept quantized: PackedExperts); the rows of expert e end at offsets[e] (cumulative counts).
 
     One grouped matmul where this PyTorch has one for the device and dtype (and the row sizes
     are 16-byte aligned): bfloat16, or float32 and float16 on the CPU outside torch.compile;
@@ -293,7 +295,13 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor)
     )
     size = x.element_size()
     aligned = x.shape[1] * size % 16 == 0 and weight.shape[1] * size % 16 == 0
-    if hasattr(F, "grouped_mm") and has_kernel and weight.dtype == x.dtype and aligned:
+    if (
+        isinstance(weight, torch.Tensor)
+        and hasattr(F, "grouped_mm")
+        and has_kernel
+        and weight.dtype == x.dtype
+        and aligned
+    ):
         return F.grouped_mm(x, weight.transpose(-2, -1), offs=offsets)
     out = x.new_empty(x.shape[0], weight.shape[1])
     start = 0
@@ -338,13 +346,19 @@ class Experts(nn.Module):
         self.limit = limit
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
-        gate = grouped_linear(x, self.gate_proj, offsets) + self.gate_proj_bias[expert]
-        up = grouped_linear(x, self.up_proj, offsets) + self.up_proj_bias[expert]
+        gate = (
+            grouped_linear(x, expert_weights(self, "gate_proj"), offsets)
+            + self.gate_proj_bias[expert]
+        )
+        up = grouped_linear(x, expert_weights(self, "up_proj"), offsets) + self.up_proj_bias[expert]
         # clamped SwiGLU: both halves clamped, then (up + 1) · gate · sigmoid(alpha · gate)
         gate = gate.clamp(max=self.limit)
         up = up.clamp(min=-self.limit, max=self.limit)
         h = (up + 1) * (gate * torch.sigmoid(gate * self.alpha))
-        return grouped_linear(h, self.down_proj, offsets) + self.down_proj_bias[expert]
+        return (
+            grouped_linear(h, expert_weights(self, "down_proj"), offsets)
+            + self.down_proj_bias[expert]
+        )
 
 
 class MoE(nn.Module):
@@ -517,7 +531,12 @@ class Model(nn.Module):
         return checkpoint_layout({name: tuple(t.shape) for name, t in tensors.items()})
 
     def load_hf_checkpoint(
-        self, path, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+        self,
+        path,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        keep_quantized: bool = False,
     ) -> None:
         """Load a Hugging Face checkpoint: a directory of .safetensors files, with or without
         model.safetensors.index.json, as save_pretrained writes it or the Hub publishes it.
@@ -531,21 +550,34 @@ class Model(nn.Module):
 
         Parameters on the meta device are materialised on `device` (default: the CPU) in `dtype`
         (default: the checkpoint's; bfloat16 for a quantized checkpoint). Other parameters are
-        loaded where they are, or moved to `device` and `dtype` when these are given."""
+        loaded where they are, or moved to `device` and `dtype` when these are given.
+        keep_quantized: quantized weights stay as stored (MXFP4) and are dequantized
+        each time they are used (experts: only those that receive tokens), so that the model takes
+        about the memory of the checkpoint. Such a model runs eager (not under torch.compile) and
+        can neither be saved nor loaded into again."""
+        self.refuse_packed("load into it")
         checkpoint = Checkpoint(path)
         layout = self.hf_layout()
         stored = checkpoint.by_name("model.")
         checkpoint.check(stored, layout)
-        tensors = materialise(
-            self,
-            [p for place in layout.values() for p in place.params],
-            dtype,
-            device,
-            checkpoint.dtype,
-        )
+        sources = packable(stored, layout) if keep_quantized else {}
+        names = [p for place in layout.values() for p in place.params if p not in sources]
+        tensors = materialise(self, names, dtype, device, checkpoint.dtype)
+        where = {
+            name: device or (tensors[name].device if not tensors[name].is_meta else "cpu")
+            for name in sources
+        }
+        packs = {
+            name: packed_empty(tuple(tensors[name].shape), source, where[name])
+            for name, source in sources.items()
+        }
         with torch.no_grad():
             for name in checkpoint.in_file_order(stored, layout):
+                if layout[name].params[0] in packs:
+                    load_packed(stored[name], layout[name], packs)
+                    continue
                 load_tensor(stored[name], layout[name], tensors)
+        keep_packed(self, packs, sources, dtype or checkpoint.dtype)
 
     def save_hf_checkpoint(self, path, *, max_shard_bytes: int = 5 * 2**30) -> None:
         """Save as a Hugging Face checkpoint that transformers' from_pretrained loads: safetensors
@@ -553,6 +585,7 @@ class Model(nn.Module):
         names, with model.safetensors.index.json when there are several, and config.json.
         Tensors keep their dtype and are written one at a time. Checkpoint files already in `path`
         are replaced."""
+        self.refuse_packed("save it")
         if any(t.is_meta for t in self.state_dict().values()):
             raise ValueError(
                 "the model is on the meta device: load or initialise its weights before saving them"
@@ -576,6 +609,12 @@ class Model(nn.Module):
         files["config.json"].write_text(json.dumps(config, indent=2) + "\n")
         replace_files(pathlib.Path(path), files)
 
+    def refuse_packed(self, action: str) -> None:
+        if any(parametrize.is_parametrized(m) for m in self.modules()):
+            raise ValueError(
+                f"this model keeps its weights quantized (load_hf_checkpoint(keep_quantized=True)): build a new one to {action}"
+            )
+
 
 # ---------------------------------------------------------------------------------------------
 # Hugging Face checkpoints: safetensors files, read and written with the standard library.
@@ -589,7 +628,7 @@ class Rule(NamedTuple):
     """Where some of this module's tensors lie in a Hugging Face checkpoint.
 
     `checkpoint` names one stored tensor, `params` the tensors of this module it holds; in both,
-    {layer} stand for numbers and {rest} for the rest of a name.
+    {layer} stands for a number and {rest} for the rest of a name.
 
     transposed: stored [..., in, out], the last two dimensions swapped.
     stacked: holds every expert, first, like the params; converted one expert at a time.
@@ -929,6 +968,12 @@ class Stored(NamedTuple):
             ).transpose(-1, -2)
         return data
 
+    def read_packed(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A quantized tensor as stored, on `device`: its data and its scales."""
+        data = self.file.read(self.key, self.index).to(device)
+        scales = self.scales[0].read(self.scales[1], self.index).to(device)
+        return data, scales
+
 
 # The names of the scales that go with quantized weights.
 SCALE_SUFFIXES = ("_scales",)
@@ -1166,3 +1211,115 @@ def replace_files(directory: pathlib.Path, files: dict[str, pathlib.Path]) -> No
     for old in [*directory.glob("model*.safetensors"), directory / "model.safetensors.index.json"]:
         if old.name not in files and old.exists():
             old.unlink()
+
+
+# ---- keeping weights quantized: load_hf_checkpoint(keep_quantized=True)
+
+
+class Dequantize(nn.Module):
+    """A weight kept as its checkpoint stores it (MXFP4) and dequantized (in float32,
+    then cast to `dtype`) each time it is read: a torch.nn.utils.parametrize parametrization."""
+
+    def __init__(
+        self, format: str, scales: torch.Tensor, block: tuple[int, int], dtype: torch.dtype
+    ):
+        super().__init__()
+        self.format, self.block, self.dtype = format, block, dtype
+        self.register_buffer("scales", scales)
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        return self.dequantize(packed, self.scales)
+
+    def dequantize(self, packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        return dequantize_mxfp4(packed, scales).to(self.dtype)
+
+
+class PackedExperts(NamedTuple):
+    """Stacked expert weights kept quantized: [e] dequantizes expert e alone."""
+
+    packed: torch.Tensor
+    dequantize: Dequantize
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.packed.shape[:2])  # experts, out (what grouped_linear reads)
+
+    def __getitem__(self, e: int) -> torch.Tensor:
+        return self.dequantize.dequantize(self.packed[e], self.dequantize.scales[e])
+
+
+def expert_weights(module: nn.Module, name: str) -> "torch.Tensor | PackedExperts":
+    """The stacked weight `name` of an experts module, or, kept quantized, its PackedExperts."""
+    if parametrize.is_parametrized(module, name):
+        return PackedExperts(
+            module.parametrizations[name].original, module.parametrizations[name][0]
+        )
+    return getattr(module, name)
+
+
+def packable(stored: dict[str, Stored], layout: dict[str, Place]) -> dict[str, Stored]:
+    """The params that can stay quantized, with one of the stored tensors that fill them: every one
+    of those tensors is quantized and MXFP4 stored [..., out, in] (rows are independent)."""
+    fits: dict[str, bool] = {}
+    first: dict[str, Stored] = {}
+    for name, place in layout.items():
+        source = stored[name]
+        mxfp4 = source.format == "mxfp4" and place.rule.transposed
+        for param in place.params:
+            fits[param] = fits.get(param, True) and mxfp4
+            first.setdefault(param, source)
+    return {param: first[param] for param, ok in fits.items() if ok}
+
+
+def packed_empty(
+    shape: tuple[int, ...], source: Stored, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty storage for a param of `shape` kept as `source` stores it: data and scales."""
+    groups = shape[-1] // 32
+    return torch.empty(*shape[:-1], groups, 16, dtype=torch.uint8, device=device), torch.empty(
+        *shape[:-1], groups, dtype=torch.uint8, device=device
+    )
+
+
+def load_packed(
+    source: Stored, place: Place, packs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    """Copy a quantized stored tensor, as it is, into the packed params it holds."""
+    targets = [packs[p] for p in place.params]
+    if place.rule.stacked:  # one expert at a time
+        one = place._replace(shape=place.shape[1:], rule=place.rule._replace(stacked=False))
+        for e in range(place.shape[0]):
+            load_packed(
+                source.slice(e), one, {p: (d[e], s[e]) for p, (d, s) in zip(place.params, targets)}
+            )
+        return
+    data, scales = source.read_packed(targets[0][0].device)
+    if len(targets) > 1:  # rows of several params
+        if place.rule.join == "interleave":
+            rows = [slice(i, None, len(targets)) for i in range(len(targets))]
+        else:
+            ends = torch.tensor([t[0].shape[0] for t in targets]).cumsum(0).tolist()
+            rows = [slice(end - t[0].shape[0], end) for t, end in zip(targets, ends)]
+        for (target_data, target_scales), part in zip(targets, rows):
+            target_data.copy_(data[part])
+            target_scales.copy_(scales[part])
+        return
+    targets[0][0].copy_(data)
+    targets[0][1].copy_(scales)
+
+
+def keep_packed(
+    model: nn.Module,
+    packs: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    sources: dict[str, Stored],
+    dtype: torch.dtype,
+) -> None:
+    """Make each packed param the stored data of its module, read through a Dequantize parametrization."""
+    for name, (data, scales) in packs.items():
+        owner, _, attribute = name.rpartition(".")
+        module = model.get_submodule(owner)
+        module.register_parameter(attribute, nn.Parameter(data, requires_grad=False))
+        block = (1, 32)
+        parametrize.register_parametrization(
+            module, attribute, Dequantize(sources[name].format, scales, block, dtype), unsafe=True
+        )

@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,12 @@ class Model(nn.Module):
         return checkpoint_layout({name: tuple(t.shape) for name, t in tensors.items()})
 
     def load_hf_checkpoint(
-        self, path, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+        self,
+        path,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        keep_quantized: bool = False,
     ) -> None:
         """Load a Hugging Face checkpoint: a directory of .safetensors files, with or without
         model.safetensors.index.json, as save_pretrained writes it or the Hub publishes it.
@@ -348,21 +354,34 @@ class Model(nn.Module):
 
         Parameters on the meta device are materialised on `device` (default: the CPU) in `dtype`
         (default: the checkpoint's; bfloat16 for a quantized checkpoint). Other parameters are
-        loaded where they are, or moved to `device` and `dtype` when these are given."""
+        loaded where they are, or moved to `device` and `dtype` when these are given.
+        keep_quantized: quantized weights stay as stored (FP8 block-scaled) and are dequantized
+        each time they are used (experts: only those that receive tokens), so that the model takes
+        about the memory of the checkpoint. Such a model runs eager (not under torch.compile) and
+        can neither be saved nor loaded into again."""
+        self.refuse_packed("load into it")
         checkpoint = Checkpoint(path)
         layout = self.hf_layout()
         stored = checkpoint.by_name("model.")
         checkpoint.check(stored, layout)
-        tensors = materialise(
-            self,
-            [p for place in layout.values() for p in place.params],
-            dtype,
-            device,
-            checkpoint.dtype,
-        )
+        sources = packable(stored, layout) if keep_quantized else {}
+        names = [p for place in layout.values() for p in place.params if p not in sources]
+        tensors = materialise(self, names, dtype, device, checkpoint.dtype)
+        where = {
+            name: device or (tensors[name].device if not tensors[name].is_meta else "cpu")
+            for name in sources
+        }
+        packs = {
+            name: packed_empty(tuple(tensors[name].shape), source, where[name])
+            for name, source in sources.items()
+        }
         with torch.no_grad():
             for name in checkpoint.in_file_order(stored, layout):
+                if layout[name].params[0] in packs:
+                    load_packed(stored[name], layout[name], packs)
+                    continue
                 load_tensor(stored[name], layout[name], tensors)
+        keep_packed(self, packs, sources, dtype or checkpoint.dtype)
 
     def save_hf_checkpoint(self, path, *, max_shard_bytes: int = 5 * 2**30) -> None:
         """Save as a Hugging Face checkpoint that transformers' from_pretrained loads: safetensors
@@ -370,6 +389,7 @@ class Model(nn.Module):
         names, with model.safetensors.index.json when there are several, and config.json.
         Tensors keep their dtype and are written one at a time. Checkpoint files already in `path`
         are replaced."""
+        self.refuse_packed("save it")
         if any(t.is_meta for t in self.state_dict().values()):
             raise ValueError(
                 "the model is on the meta device: load or initialise its weights before saving them"
@@ -393,6 +413,12 @@ class Model(nn.Module):
         files["config.json"].write_text(json.dumps(config, indent=2) + "\n")
         replace_files(pathlib.Path(path), files)
 
+    def refuse_packed(self, action: str) -> None:
+        if any(parametrize.is_parametrized(m) for m in self.modules()):
+            raise ValueError(
+                f"this model keeps its weights quantized (load_hf_checkpoint(keep_quantized=True)): build a new one to {action}"
+            )
+
 
 # ---------------------------------------------------------------------------------------------
 # Hugging Face checkpoints: safetensors files, read and written with the standard library.
@@ -406,7 +432,7 @@ class Rule(NamedTuple):
     """Where some of this module's tensors lie in a Hugging Face checkpoint.
 
     `checkpoint` names one stored tensor, `params` the tensors of this module it holds; in both,
-    {layer} stand for numbers and {rest} for the rest of a name.
+    no field stands for a number and {rest} for the rest of a name.
     """
 
     checkpoint: str
@@ -659,6 +685,14 @@ class Stored(NamedTuple):
             )
         return data
 
+    def read_packed(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A quantized tensor as stored, on `device`: its data and its scales (FP8: in float32)."""
+        data = self.file.read(self.key, self.index).to(device)
+        scales = self.scales[0].read(self.scales[1], self.index).to(device)
+        if self.format == "fp8" and self.scales[0].tensors[self.scales[1]][0] == "F8_E8M0":
+            scales = torch.ldexp(torch.ones(scales.shape, device=device), scales.int() - 127)
+        return data, scales
+
 
 # The names of the scales that go with quantized weights.
 SCALE_SUFFIXES = ("_scale_inv",)
@@ -904,3 +938,76 @@ def replace_files(directory: pathlib.Path, files: dict[str, pathlib.Path]) -> No
     for old in [*directory.glob("model*.safetensors"), directory / "model.safetensors.index.json"]:
         if old.name not in files and old.exists():
             old.unlink()
+
+
+# ---- keeping weights quantized: load_hf_checkpoint(keep_quantized=True)
+
+
+class Dequantize(nn.Module):
+    """A weight kept as its checkpoint stores it (FP8 block-scaled) and dequantized (in float32,
+    then cast to `dtype`) each time it is read: a torch.nn.utils.parametrize parametrization."""
+
+    def __init__(
+        self, format: str, scales: torch.Tensor, block: tuple[int, int], dtype: torch.dtype
+    ):
+        super().__init__()
+        self.format, self.block, self.dtype = format, block, dtype
+        self.register_buffer("scales", scales)
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        return self.dequantize(packed, self.scales)
+
+    def dequantize(self, packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        return dequantize_fp8(packed, scales, self.block, ue8m0=False).to(self.dtype)
+
+
+def packable(stored: dict[str, Stored], layout: dict[str, Place]) -> dict[str, Stored]:
+    """The params that can stay quantized, with one of the stored tensors that fill them: every one
+    of those tensors is quantized and FP8 holding the param (or one expert of it) alone."""
+    fits: dict[str, bool] = {}
+    first: dict[str, Stored] = {}
+    for name, place in layout.items():
+        source = stored[name]
+        fp8 = source.format == "fp8"
+        for param in place.params:
+            fits[param] = fits.get(param, True) and fp8
+            first.setdefault(param, source)
+    return {param: first[param] for param, ok in fits.items() if ok}
+
+
+def packed_empty(
+    shape: tuple[int, ...], source: Stored, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty storage for a param of `shape` kept as `source` stores it: data and scales."""
+    if source.format == "fp8":
+        blocks = (-(-shape[-2] // source.block[0]), -(-shape[-1] // source.block[1]))
+        return torch.empty(shape, dtype=torch.float8_e4m3fn, device=device), torch.empty(
+            *shape[:-2], *blocks, device=device
+        )
+
+
+def load_packed(
+    source: Stored, place: Place, packs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    """Copy a quantized stored tensor, as it is, into the packed params it holds."""
+    targets = [packs[p] for p in place.params]
+    data, scales = source.read_packed(targets[0][0].device)
+    targets[0][0].copy_(data)
+    targets[0][1].copy_(scales)
+
+
+def keep_packed(
+    model: nn.Module,
+    packs: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    sources: dict[str, Stored],
+    dtype: torch.dtype,
+) -> None:
+    """Make each packed param the stored data of its module, read through a Dequantize parametrization."""
+    for name, (data, scales) in packs.items():
+        owner, _, attribute = name.rpartition(".")
+        module = model.get_submodule(owner)
+        module.register_parameter(attribute, nn.Parameter(data, requires_grad=False))
+        block = sources[name].block if sources[name].format == "fp8" else (1, 32)
+        parametrize.register_parametrization(
+            module, attribute, Dequantize(sources[name].format, scales, block, dtype), unsafe=True
+        )

@@ -473,3 +473,45 @@ def test_peak_memory_while_loading_a_sharded_checkpoint(tmp_path):
     growth = measured["peak"] - measured["before"]
     assert measured["dtype"] == "torch.bfloat16"
     assert growth <= (weights + largest) * 1.15, f"grew by {growth / 2**20:.0f} MiB for {weights / 2**20:.0f} MiB of weights, largest shard {largest / 2**20:.0f} MiB"
+
+
+# ---- keeping weights quantized ------------------------------------------------------------------------
+
+
+def _packed_bytes(model) -> tuple[int, int]:
+    """(bytes of every parameter and buffer, bytes of those kept quantized)."""
+    total = packed = 0
+    for module in model.modules():
+        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            total += tensor.numel() * tensor.element_size()
+            if tensor.dtype in (torch.float8_e4m3fn, torch.uint8):
+                packed += tensor.numel() * tensor.element_size()
+    return total, packed
+
+
+@pytest.mark.parametrize("spec, writer", [("deepseek-v3", "fp8"), ("gpt-oss-20b", "mxfp4")])
+def test_keep_quantized_computes_the_same_logits(spec, writer, workdir):
+    plain = workdir / f"{spec}-plain"
+    _, config = reference(spec, plain)
+    target = workdir / f"{spec}-keep-{writer}"
+    if writer == "fp8":
+        write_fp8(plain, target, (16, 16), ue8m0=True, shards=2)
+    else:
+        write_mxfp4(plain, target, shards=2)
+    module = module_of(spec, workdir)
+    dense = load_ours(module, target, dtype=torch.float32)
+    kept = load_ours(module, target, dtype=torch.float32, keep_quantized=True)
+    torch.manual_seed(4)
+    ids = torch.randint(0, config["vocab_size"], (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(kept(ids), dense(ids), rtol=1e-6, atol=1e-6)
+    assert torch.equal(kept.generate(ids[:, :5], 6), dense.generate(ids[:, :5], 6))
+    stored = sum(f.stat().st_size for f in target.glob("*.safetensors"))
+    total, packed = _packed_bytes(kept)
+    dense_total, _ = _packed_bytes(dense)
+    assert packed > 0 and total < dense_total
+    # what stays float32 (embedding, head, norms, router) is 4 bytes per value, stored as bf16/fp32 in the checkpoint
+    assert total <= 2.2 * stored
+    for action in ("save", "load"):
+        with pytest.raises(ValueError, match="keeps its weights quantized"):
+            kept.save_hf_checkpoint(workdir / "never") if action == "save" else kept.load_hf_checkpoint(target)

@@ -55,7 +55,7 @@ def test_generation_is_deterministic(tmp_path, monkeypatch):
     assert first == {p.name: p.read_bytes() for p in out.iterdir()}
 
 
-ALLOWED_TOP_LEVEL = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional"}
+ALLOWED_TOP_LEVEL = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional", "torch.nn.utils"}
 ALLOWED_INSIDE_FUNCTIONS: set[str] = set()  # safetensors files are read and written with the standard library
 
 

@@ -497,7 +497,7 @@ def _defined_names(tree: ast.Module) -> set[str]:
 
 VALID = [p for p in CORPUS if expectations(p) == ["valid"]]
 # What a generated module may import: torch and these modules of the standard library.
-MODULE_IMPORTS = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional"}
+MODULE_IMPORTS = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional", "torch.nn.utils"}
 
 
 def _template_builtins() -> set[str]:

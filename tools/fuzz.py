@@ -317,7 +317,7 @@ def check_config(config: dict) -> str:
     return "accepted"
 
 
-ALLOWED_IMPORTS = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional"}
+ALLOWED_IMPORTS = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional", "torch.nn.utils"}
 
 
 def check_codegen(model) -> None:
