@@ -852,9 +852,11 @@ def plan_checkpoint(model: ir.Model, family: str | None) -> dict:
     names = {"fp8": "FP8 block-scaled", "mxfp4": "MXFP4"}
     fields = [f for f in ("{layer}", "{expert}", "{mtp}") if any(f in r.checkpoint for r in rules)]
     if len(fields) > 1:
-        fields_doc = ", ".join(fields[:-1]) + f" and {fields[-1]} stand for numbers"
+        fields_doc = ", ".join(fields[:-1]) + f" and {fields[-1]} stand for numbers and {{rest}} for the rest of a name"
+    elif fields:
+        fields_doc = f"{fields[0]} stands for a number and {{rest}} for the rest of a name"
     else:
-        fields_doc = f"{fields[0]} stands for a number" if fields else "no field stands for a number"
+        fields_doc = "{rest} stands for any name"
     return {
         "family": family or "archdsl",
         "fields_doc": fields_doc,

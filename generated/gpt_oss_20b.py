@@ -927,16 +927,17 @@ FP4_VALUES = (
     -4.0,
     -6.0,
 )
+# the two e2m1 values of every byte, low nibble first
+FP4_PAIRS = torch.tensor([(FP4_VALUES[b & 15], FP4_VALUES[b >> 4]) for b in range(256)])
 
 
 def dequantize_mxfp4(blocks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """MXFP4 (gpt-oss): bytes [..., rows, groups, 16] holding two e2m1 values each (low nibble
     first) and one power-of-two scale 2 ** (byte - 127) per group of 32 ([..., rows, groups]),
     in float32: [..., rows, groups · 32]."""
-    values = torch.tensor(FP4_VALUES, device=blocks.device)
-    x = torch.stack((values[(blocks & 15).long()], values[(blocks >> 4).long()]), dim=-1)
-    x = torch.ldexp(x.flatten(-2), scales.int()[..., None] - 127)
-    return x.flatten(-2)
+    x = FP4_PAIRS.to(blocks.device)[blocks.long()].flatten(-2)  # [..., rows, groups, 32]
+    scale = torch.ldexp(torch.ones(scales.shape, device=scales.device), scales.int() - 127)
+    return (x * scale[..., None]).flatten(-2)
 
 
 class Stored(NamedTuple):

@@ -458,7 +458,7 @@ class Rule(NamedTuple):
     """Where some of this module's tensors lie in a Hugging Face checkpoint.
 
     `checkpoint` names one stored tensor, `params` the tensors of this module it holds; in both,
-    no field stands for a number and {rest} for the rest of a name.
+    {rest} stands for any name.
     """
 
     checkpoint: str
@@ -682,9 +682,14 @@ def dequantize_fp8(
         scale_inv = torch.ldexp(
             torch.ones(scale_inv.shape, device=scale_inv.device), scale_inv.int() - 127
         )
-    scale = scale_inv.float().repeat_interleave(block[0], dim=-2)[..., :rows, :]
-    scale = scale.repeat_interleave(block[1], dim=-1)[..., :cols]
-    return weight.float() * scale
+    scale = scale_inv.float().repeat_interleave(block[0], dim=-2)[
+        ..., :rows, :
+    ]  # one row of scales per row
+    weight = weight.float()
+    whole = cols // block[1] * block[1]  # columns in whole blocks, then the partial block's
+    weight[..., :whole].unflatten(-1, (-1, block[1])).mul_(scale[..., : whole // block[1], None])
+    weight[..., whole:].mul_(scale[..., whole // block[1] :])
+    return weight
 
 
 class Stored(NamedTuple):
