@@ -5,12 +5,17 @@
 
 1. bf16 parity: generated vs Hugging Face with the same weights, for a dense (Qwen3), a
    sliding-window MoE (gpt-oss) and an MLA+MoE (DeepSeek-V3) architecture, at tiny and mid sizes:
-   the logits' relative error and how often the two pick the same next token.
+   the logits' relative error and how often the two pick the same next token, and each one's
+   error against the float32 logits (bf16 noise is the same size for both when ours is right).
 2. Greedy decoding speed, generated vs Hugging Face generate (bf16, batch 1).
 3. Decoding with the decode step compiled (torch.compile).
 4. A training step of a ~1B dense model (Llama 3.2 1B): time per step and model FLOPs utilisation.
+5. Published checkpoints (FP8 128 × 128 blocks, MXFP4) loaded from the meta device straight onto
+   the GPU in bf16: time, peak GPU memory, weights equal to the CPU's float32 dequantization
+   cast to bf16; and keep_quantized: weight memory and decoding speed against dequantized.
 
-Installs nothing and needs no network: it uses this checkout, torch, transformers and safetensors.
+Installs nothing and needs no network: it uses this checkout (tests/published.py writes the
+quantized checkpoints), torch, transformers and safetensors.
 """
 
 from __future__ import annotations
@@ -84,10 +89,16 @@ def parity(args, workdir: Path) -> list[dict]:
             ids = torch.randint(0, model.vocab, (2, args.seq), device=args.device)
             with torch.no_grad():
                 a, b = ours(ids).float(), hf(ids).logits.float()
+                truth = hf.float()(ids).logits  # the float32 reference (same weights)
             error = ((a - b).abs().max() / b.abs().max()).item()
             agree = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
-            rows.append({"architecture": label, "size": size, "params": compute(model).total_params, "rel_error": error, "top1_agreement": agree})
-            print(f"parity  {label:20s} {size:5s} rel. error {error:.2e}  same next token {agree:.1%}")
+            ours_error = ((a - truth).abs().max() / truth.abs().max()).item()
+            hf_error = ((b - truth).abs().max() / truth.abs().max()).item()
+            rows.append({
+                "architecture": label, "size": size, "params": compute(model).total_params, "rel_error": error, "top1_agreement": agree,
+                "ours_vs_fp32": ours_error, "hf_vs_fp32": hf_error,
+            })
+            print(f"parity  {label:20s} {size:5s} rel. error {error:.2e}  same next token {agree:.1%}  vs float32: ours {ours_error:.2e}, HF {hf_error:.2e}")
             del ours, hf
     return rows
 
@@ -164,6 +175,77 @@ def training_mfu(args, workdir: Path) -> dict:
     return {"params": stats.total_params, "ms_per_step": seconds * 1e3, "tokens_per_s": tokens / seconds, "mfu": mfu}
 
 
+def weight_bytes(model: torch.nn.Module) -> int:
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def checkpoints(args, workdir: Path) -> list[dict]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from published import write_fp8, write_mxfp4
+
+    rows = []
+    for label, spec, fmt in (("MLA + MoE, FP8 128 x 128", "mla-moe-deepseek.arch", "fp8"), ("MoE, MXFP4", "moe-gpt-oss.arch", "mxfp4")):
+        model = load(ROOT / "benchmarks" / "specs" / spec)
+        if args.dry_run:
+            model = tiny(model)
+        module = module_of(model, workdir, f"load_{model.name}")
+        torch.manual_seed(0)
+        source = module.Model(module.Config())
+        source.init_weights()
+        with torch.no_grad():
+            for p in source.parameters():
+                p.add_(torch.randn_like(p) * 0.01)
+        source.to(torch.bfloat16).save_hf_checkpoint(workdir / f"{spec}-plain", max_shard_bytes=2**28)
+        del source
+        target = workdir / f"{spec}-{fmt}"
+        if fmt == "fp8":
+            write_fp8(workdir / f"{spec}-plain", target, (128, 128), shards=2)
+        else:
+            write_mxfp4(workdir / f"{spec}-plain", target, shards=2)
+        with torch.device("meta"):
+            cpu = module.Model(module.Config())
+        cpu.load_hf_checkpoint(target, dtype=torch.float32)
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        with torch.device("meta"):
+            ours = module.Model(module.Config())
+        ours.load_hf_checkpoint(target, dtype=args.dtype, device=args.device)
+        sync(args.device)
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else 0
+        reference = cpu.state_dict()
+        same = all(torch.equal(t.cpu(), reference[name].to(args.dtype)) for name, t in ours.state_dict().items())
+        with torch.device("meta"):
+            kept = module.Model(module.Config())
+        kept.load_hf_checkpoint(target, dtype=args.dtype, device=args.device, keep_quantized=True)
+        prompt = torch.randint(0, model.vocab, (1, args.prompt), device=args.device)
+        speeds = {}
+        with torch.no_grad():
+            for name, m in (("dequantized", ours.eval()), ("kept", kept.eval())):
+                m.generate(prompt, 4)
+                sync(args.device)
+                start = time.perf_counter()
+                m.generate(prompt, args.new)
+                sync(args.device)
+                speeds[name] = args.new / (time.perf_counter() - start)
+        stored = sum(f.stat().st_size for f in target.glob("*.safetensors"))
+        row = {
+            "checkpoint": label, "checkpoint_bytes": stored, "load_seconds": seconds, "peak_gpu_bytes": peak,
+            "weights_equal_cpu_dequantization": same, "weight_bytes": weight_bytes(ours), "kept_weight_bytes": weight_bytes(kept),
+            "decode_tokens_per_s": speeds["dequantized"], "kept_decode_tokens_per_s": speeds["kept"],
+        }
+        rows.append(row)
+        print(
+            f"load    {label:24s} {stored / 2**20:.0f} MiB in {seconds:.2f} s, peak GPU {peak / 2**20:.0f} MiB, weights = CPU dequantization: {same}; "
+            f"keep_quantized {row['kept_weight_bytes'] / 2**20:.0f} MiB vs {row['weight_bytes'] / 2**20:.0f} MiB, decode {speeds['kept']:.1f} vs {speeds['dequantized']:.1f} tok/s"
+        )
+        del cpu, ours, kept
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="CPU, float32, tiny sizes: check the script itself")
@@ -185,7 +267,7 @@ def main(argv=None) -> int:
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for name, check in (("parity", parity), ("decode", decode_speed), ("training", training_mfu)):
+        for name, check in (("parity", parity), ("decode", decode_speed), ("training", training_mfu), ("checkpoints", checkpoints)):
             try:  # one failing check must not hide the others' numbers
                 report[name] = check(args, workdir)
             except Exception:
