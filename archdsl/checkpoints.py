@@ -157,12 +157,14 @@ LLAMA4 = Naming(
 )
 
 NAMINGS = {n.name: n for n in (LLAMA, GPT2, GPT_OSS, LLAMA4)}
-# The naming of each Hugging Face model type; every other type uses Llama's.
-FAMILY_NAMING = {"gpt2": "gpt2", "gpt_oss": "gpt_oss", "llama4_text": "llama4"}
 
 
 def naming_of(family: str | None) -> Naming:
-    return NAMINGS[FAMILY_NAMING.get(family or "", "llama")]
+    """The naming of a Hugging Face model type's checkpoints (its table says which); a model of
+    no type is saved and loaded under Llama's names."""
+    from .families.tables import FAMILIES
+
+    return NAMINGS[FAMILIES[family].naming if family in FAMILIES else "llama"]
 
 
 def features(model: ir.Model) -> set[str]:

@@ -26,6 +26,8 @@ examples:
   archdsl diff specs/deepseek-v3.arch specs/kimi-k2.arch --format markdown
   archdsl export-hf specs/llama-3-8b.arch -o config.json
   archdsl import-hf config.json -o specs/my-model.arch
+  archdsl stats Qwen3-0.6B/                               # a config.json wherever a spec goes
+  archdsl diff specs/deepseek-v3.arch other-model/config.json
 """
 
 
@@ -58,9 +60,58 @@ def _display(path: str | Path) -> str:
 
 
 def _load(path: str):
-    from .resolve import load
+    """The model of a spec, or of a Hugging Face config.json (or a directory holding one),
+    imported as import-hf would."""
+    config = _config_path(path)
+    if config is None:
+        from .resolve import load
 
-    return load(path, _display(path))
+        return load(path, _display(path))
+    from .hf import HFError, import_hf
+
+    try:
+        return import_hf(_read_config(config), _config_name(Path(path)))
+    except HFError as exc:
+        raise InputError(str(exc), _display(config)) from None
+
+
+def _config_path(path: str) -> Path | None:
+    """The config.json a command argument names (itself, or inside the directory), or None for a spec."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise InputError(f"{_display(p)} is a directory without a config.json")
+        return p / "config.json"
+    return p if p.suffix == ".json" else None
+
+
+def _source_bytes(path: str) -> bytes:
+    return (_config_path(path) or Path(path)).read_bytes()
+
+
+def _config_name(path: Path) -> str:
+    """A model name from where a config lies: `Qwen3-0.6B/config.json` → qwen3_0_6b."""
+    import re
+
+    base = path.name if path.is_dir() else (path.parent.name if path.name == "config.json" else path.stem)
+    base = re.sub(r"[^0-9a-zA-Z_]+", "_", base or "model").strip("_").lower() or "model"
+    return base if not base[0].isdigit() else f"m_{base}"
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", _display(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", _display(path)) from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", f"{_display(path)}:{exc.lineno}:{exc.colno}") from None
+    if not isinstance(config, dict):
+        raise InputError("a config.json holds a JSON object", _display(path))
+    return config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +151,7 @@ def _generate_one(path: str, out_dir: str, tiny: bool) -> tuple[str, str]:
         model = shrink(model)
     display = _display(path)
     command = f"archdsl generate {display} -o {_display(out_dir)}" + (" --tiny" if tiny else "")
-    source = render(model, display, Path(path).read_bytes(), command, family)
+    source = render(model, display, _source_bytes(path), command, family)
     return model.name, source
 
 
@@ -263,18 +314,7 @@ def cmd_import_hf(args) -> int:
     from .resolve import loads
 
     path = Path(args.config)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read ({exc.strerror})", _display(path)) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", _display(path)) from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg}", f"{_display(path)}:{exc.lineno}:{exc.colno}") from None
-    if not isinstance(config, dict):
-        raise InputError("a config.json holds a JSON object", _display(path))
+    config = _read_config(path)
     try:
         model = import_hf(config, args.name)
     except HFError as exc:
@@ -365,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("check", help="parse and validate specs", description="Parse and validate specs; prints nothing on success.")
-    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch files")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch specs, or Hugging Face config.json files or directories holding one")
     p.add_argument("-v", "--verbose", action="store_true", help="print a one-line summary of each model")
     p.set_defaults(run=cmd_check)
 
@@ -375,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write DIR/<model_name>.py for every spec. Every spec is validated and rendered before any "
         "file is written; each file is replaced atomically.",
     )
-    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch files")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch specs, or Hugging Face config.json files or directories holding one")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (created if missing)")
     p.add_argument("--tiny", action="store_true", help="a structurally identical small model (d_model 64, ≤ 2 periods of layers, vocab ≤ 256)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 listing every file in DIR that is missing or differs")
@@ -393,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         "                     + 4 x heads x head_dim x visible tokens, per layer",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", help="an .arch spec, or a Hugging Face config.json or a directory holding one")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--context", type=int, default=None, metavar="N", help="context length for the KV cache and FLOPs (default: the spec's context)")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "fp8"), default="bf16", help="dtype of the KV cache (default bf16)")
@@ -406,15 +446,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and feed-forward layer by layer (aligned by index, grouped into layer ranges), then the statistics side by "
         "side with ratios B / A. Identical things are not listed. Exit 0 whether or not they differ.",
     )
-    p.add_argument("a", metavar="A", help="first spec")
-    p.add_argument("b", metavar="B", help="second spec")
+    p.add_argument("a", metavar="A", help="first spec (or config.json, or a directory holding one)")
+    p.add_argument("b", metavar="B", help="second spec (or config.json, or a directory holding one)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--context", type=int, default=None, metavar="N", help="context for the KV cache and FLOPs (default: the smaller of the two)")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "fp8"), default="bf16", help="dtype of the KV cache (default bf16)")
     p.set_defaults(run=cmd_diff)
 
     p = sub.add_parser("export-hf", help="write the Hugging Face config.json of a spec", description="Write the Hugging Face config.json of the spec's architecture (with model_type).")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", help="an .arch spec, or a Hugging Face config.json or a directory holding one")
     p.add_argument("--tiny", action="store_true", help="the config of the --tiny model")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="output file, or - for stdout")
     p.set_defaults(run=cmd_export_hf)
@@ -434,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the models stand side by side, aligned by component, and every component that `archdsl diff` reports as "
         "different is outlined.",
     )
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="one spec, or two to compare")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="one spec (or config), or two to compare")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the SVG file to write, or - for stdout")
     p.set_defaults(run=cmd_draw)
 
@@ -445,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with a table of every spec (sizes, attention, norms, positions, experts, total and active parameters, KV "
         "cache at 8k and 128k tokens) and each model's diagram. Every spec is validated before anything is written.",
     )
-    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch files (the page lists them in path order)")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=".arch specs or Hugging Face configs (the page lists them in path order)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory (created if missing)")
     p.set_defaults(run=cmd_report)
     return parser

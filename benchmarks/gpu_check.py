@@ -69,10 +69,13 @@ def pair(model, workdir: Path, name: str, device: str, dtype: torch.dtype):
             p.add_(torch.randn_like(p) * 0.02)
     hf.save_pretrained(workdir / name)
     module = module_of(model, workdir, name)
-    ours = module.Model(module.Config())
-    ours.load_hf_checkpoint(workdir / name)
+    with torch.device("meta"):
+        ours = module.Model(module.Config())
+    ours.load_hf_checkpoint(workdir / name, dtype=dtype, device=device)
+    # loaded as users load it: `hf.to(dtype)` would also round its float32 RoPE frequencies
+    hf = transformers.AutoModelForCausalLM.from_pretrained(workdir / name, dtype=dtype).to(device)
     hf.generation_config.pad_token_id = 0
-    return module, ours.to(device, dtype).eval(), hf.to(device, dtype).eval()
+    return module, ours.eval(), hf.eval()
 
 
 def sync(device: str) -> None:
@@ -81,6 +84,8 @@ def sync(device: str) -> None:
 
 
 def parity(args, workdir: Path) -> list[dict]:
+    import transformers
+
     rows = []
     for label, full, mid in PARITY:
         sizes = [("tiny", tiny(load(ROOT / full)))] + ([("mid", load(ROOT / mid))] if not args.dry_run else [])
@@ -89,7 +94,9 @@ def parity(args, workdir: Path) -> list[dict]:
             ids = torch.randint(0, model.vocab, (2, args.seq), device=args.device)
             with torch.no_grad():
                 a, b = ours(ids).float(), hf(ids).logits.float()
-                truth = hf.float()(ids).logits  # the float32 reference (same weights)
+                reference = transformers.AutoModelForCausalLM.from_pretrained(workdir / f"{model.name}_{size}", dtype=torch.float32).to(args.device)
+                truth = reference(ids).logits  # float32, the same weights
+                del reference
             error = ((a - b).abs().max() / b.abs().max()).item()
             agree = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
             ours_error = ((a - truth).abs().max() / truth.abs().max()).item()
@@ -209,13 +216,14 @@ def checkpoints(args, workdir: Path) -> list[dict]:
         if args.device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() if args.device == "cuda" else 0
         start = time.perf_counter()
         with torch.device("meta"):
             ours = module.Model(module.Config())
         ours.load_hf_checkpoint(target, dtype=args.dtype, device=args.device)
         sync(args.device)
         seconds = time.perf_counter() - start
-        peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else 0
+        peak = torch.cuda.max_memory_allocated() - base if args.device == "cuda" else 0  # growth while loading
         reference = cpu.state_dict()
         same = all(torch.equal(t.cpu(), reference[name].to(args.dtype)) for name, t in ours.state_dict().items())
         with torch.device("meta"):
@@ -233,16 +241,16 @@ def checkpoints(args, workdir: Path) -> list[dict]:
                 speeds[name] = args.new / (time.perf_counter() - start)
         stored = sum(f.stat().st_size for f in target.glob("*.safetensors"))
         row = {
-            "checkpoint": label, "checkpoint_bytes": stored, "load_seconds": seconds, "peak_gpu_bytes": peak,
+            "checkpoint": label, "checkpoint_bytes": stored, "load_seconds": seconds, "peak_gpu_growth_bytes": peak,
             "weights_equal_cpu_dequantization": same, "weight_bytes": weight_bytes(ours), "kept_weight_bytes": weight_bytes(kept),
             "decode_tokens_per_s": speeds["dequantized"], "kept_decode_tokens_per_s": speeds["kept"],
         }
         rows.append(row)
         print(
-            f"load    {label:24s} {stored / 2**20:.0f} MiB in {seconds:.2f} s, peak GPU {peak / 2**20:.0f} MiB, weights = CPU dequantization: {same}; "
+            f"load    {label:24s} {stored / 2**20:.0f} MiB in {seconds:.2f} s, GPU memory peak growth {peak / 2**20:.0f} MiB, weights = CPU dequantization: {same}; "
             f"keep_quantized {row['kept_weight_bytes'] / 2**20:.0f} MiB vs {row['weight_bytes'] / 2**20:.0f} MiB, decode {speeds['kept']:.1f} vs {speeds['dequantized']:.1f} tok/s"
         )
-        del cpu, ours, kept
+        del cpu, ours, kept, m
     return rows
 
 

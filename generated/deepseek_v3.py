@@ -842,19 +842,19 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"], "pad_token_id": null,
-"bos_token_id": null, "eos_token_id": null, "rms_norm_eps": 1e-06,
+{"model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"],
+"num_hidden_layers": 61, "vocab_size": 129280, "hidden_size": 7168,
+"max_position_embeddings": 163840, "rms_norm_eps": 1e-06, "tie_word_embeddings": false,
+"num_attention_heads": 128, "num_key_value_heads": 128, "q_lora_rank": 1536, "kv_lora_rank": 512,
+"qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "attention_bias": false,
 "rope_parameters": {"rope_theta": 10000.0, "rope_type": "yarn", "factor": 40.0,
 "original_max_position_embeddings": 4096, "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0,
-"mscale_all_dim": 1.0}, "rope_interleave": true, "vocab_size": 129280, "hidden_size": 7168,
-"intermediate_size": 18432, "moe_intermediate_size": 2048, "num_hidden_layers": 61,
-"num_attention_heads": 128, "num_key_value_heads": 128, "n_shared_experts": 1,
-"n_routed_experts": 256, "routed_scaling_factor": 2.5, "kv_lora_rank": 512, "q_lora_rank": 1536,
-"qk_rope_head_dim": 64, "v_head_dim": 128, "qk_nope_head_dim": 128, "n_group": 8,
-"topk_group": 4, "num_experts_per_tok": 8, "first_k_dense_replace": 3, "norm_topk_prob": true,
-"hidden_act": "silu", "max_position_embeddings": 163840, "tie_word_embeddings": false,
-"attention_bias": false, "num_nextn_predict_layers": 1, "moe_layer_freq": 1,
-"scoring_func": "sigmoid", "topk_method": "noaux_tc"}
+"mscale_all_dim": 1.0}, "rope_interleave": true, "first_k_dense_replace": 3,
+"intermediate_size": 18432, "hidden_act": "silu", "n_routed_experts": 256,
+"num_experts_per_tok": 8, "moe_intermediate_size": 2048, "n_shared_experts": 1, "n_group": 8,
+"topk_group": 4, "norm_topk_prob": true, "routed_scaling_factor": 2.5,
+"num_nextn_predict_layers": 1, "moe_layer_freq": 1, "scoring_func": "sigmoid",
+"topk_method": "noaux_tc", "pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

@@ -509,31 +509,30 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"], "vocab_size": 262208,
-"hidden_size": 5376, "num_hidden_layers": 62, "num_attention_heads": 32,
-"num_key_value_heads": 16, "head_dim": 128, "max_position_embeddings": 131072,
-"tie_word_embeddings": true, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-06, "attention_bias": false, "intermediate_size": 21504,
-"hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 168,
-"layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
-"sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+{"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"], "num_hidden_layers": 62,
+"vocab_size": 262208, "hidden_size": 5376, "num_attention_heads": 32, "num_key_value_heads": 16,
+"max_position_embeddings": 131072, "rms_norm_eps": 1e-06, "tie_word_embeddings": true,
+"head_dim": 128, "intermediate_size": 21504, "hidden_activation": "gelu_pytorch_tanh",
+"attention_bias": false, "query_pre_attn_scalar": 168, "final_logit_softcapping": null,
+"sliding_window": 1024, "layer_types": ["sliding_attention", "sliding_attention",
+"sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
 "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"full_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+"sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
+"sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
 "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"full_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+"sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
+"sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
 "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"full_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+"sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
+"sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
 "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"full_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"sliding_attention", "sliding_attention", "full_attention", "sliding_attention",
+"sliding_attention", "full_attention", "sliding_attention", "sliding_attention",
+"sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
 "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention",
-"full_attention", "sliding_attention", "sliding_attention"], "sliding_window": 1024,
+"sliding_attention", "full_attention", "sliding_attention", "sliding_attention"],
 "rope_parameters": {"sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"},
 "full_attention": {"rope_theta": 1000000.0, "rope_type": "linear", "factor": 8.0}},
-"attn_logit_softcapping": null, "final_logit_softcapping": null}
+"pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

@@ -686,16 +686,16 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "glm4_moe", "architectures": ["Glm4MoeForCausalLM"], "vocab_size": 151552,
-"hidden_size": 4096, "num_hidden_layers": 46, "num_attention_heads": 96,
-"num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 131072,
-"tie_word_embeddings": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-05, "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
-"intermediate_size": 10944, "moe_intermediate_size": 1408, "num_experts_per_tok": 8,
-"n_shared_experts": 1, "n_routed_experts": 128, "routed_scaling_factor": 1.0, "n_group": 1,
-"topk_group": 1, "first_k_dense_replace": 1, "norm_topk_prob": true, "use_qk_norm": false,
-"attention_bias": true, "partial_rotary_factor": 0.5, "num_nextn_predict_layers": 1,
-"hidden_act": "silu"}
+{"model_type": "glm4_moe", "architectures": ["Glm4MoeForCausalLM"], "num_hidden_layers": 46,
+"vocab_size": 151552, "hidden_size": 4096, "num_attention_heads": 96, "num_key_value_heads": 8,
+"max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"head_dim": 128, "attention_bias": true, "use_qk_norm": false,
+"rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default",
+"partial_rotary_factor": 0.5}, "first_k_dense_replace": 1, "intermediate_size": 10944,
+"hidden_act": "silu", "n_routed_experts": 128, "num_experts_per_tok": 8,
+"moe_intermediate_size": 1408, "n_shared_experts": 1, "n_group": 1, "topk_group": 1,
+"norm_topk_prob": true, "routed_scaling_factor": 1.0, "num_nextn_predict_layers": 1,
+"pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

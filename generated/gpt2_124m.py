@@ -429,9 +429,9 @@ CHECKPOINT_IGNORED = (
 )
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": 50257,
-"n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": null,
-"activation_function": "gelu_new", "layer_norm_epsilon": 1e-05, "tie_word_embeddings": true,
+{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 12, "vocab_size": 50257,
+"n_embd": 768, "n_positions": 1024, "n_head": 12, "layer_norm_epsilon": 1e-05,
+"tie_word_embeddings": true, "n_inner": null, "activation_function": "gelu_new",
 "scale_attn_weights": true, "scale_attn_by_inverse_layer_idx": false,
 "reorder_and_upcast_attn": false, "pad_token_id": null, "bos_token_id": null,
 "eos_token_id": null}

@@ -670,21 +670,21 @@ CHECKPOINT_RULES = (
 )
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "gpt_oss", "architectures": ["GptOssForCausalLM"], "vocab_size": 201088,
-"hidden_size": 2880, "num_hidden_layers": 24, "num_attention_heads": 64,
-"num_key_value_heads": 8, "head_dim": 64, "max_position_embeddings": 131072,
-"tie_word_embeddings": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-05, "rope_parameters": {"rope_theta": 150000.0, "rope_type": "yarn",
-"factor": 32.0, "original_max_position_embeddings": 4096, "beta_fast": 32.0, "beta_slow": 1.0,
-"truncate": false}, "intermediate_size": 2880, "num_local_experts": 32, "num_experts_per_tok": 4,
-"experts_per_token": 4, "swiglu_alpha": 1.702, "swiglu_limit": 7.0, "sliding_window": 128,
+{"model_type": "gpt_oss", "architectures": ["GptOssForCausalLM"], "num_hidden_layers": 24,
+"vocab_size": 201088, "hidden_size": 2880, "num_attention_heads": 64, "num_key_value_heads": 8,
+"max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"head_dim": 64, "attention_bias": true, "sliding_window": 128,
 "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention",
 "sliding_attention", "full_attention", "sliding_attention", "full_attention",
 "sliding_attention", "full_attention", "sliding_attention", "full_attention",
 "sliding_attention", "full_attention", "sliding_attention", "full_attention",
 "sliding_attention", "full_attention", "sliding_attention", "full_attention",
 "sliding_attention", "full_attention", "sliding_attention", "full_attention"],
-"attention_bias": true, "hidden_act": "silu"}
+"rope_parameters": {"rope_theta": 150000.0, "rope_type": "yarn", "factor": 32.0,
+"original_max_position_embeddings": 4096, "beta_fast": 32.0, "beta_slow": 1.0,
+"truncate": false}, "num_local_experts": 32, "num_experts_per_tok": 4, "intermediate_size": 2880,
+"swiglu_alpha": 1.702, "swiglu_limit": 7.0, "hidden_act": "silu", "pad_token_id": null,
+"bos_token_id": null, "eos_token_id": null}
 """
 
 

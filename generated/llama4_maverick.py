@@ -675,17 +675,16 @@ CHECKPOINT_RULES = (
 )
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "llama4_text", "architectures": ["Llama4ForCausalLM"], "vocab_size": 202048,
-"hidden_size": 5120, "num_hidden_layers": 48, "num_attention_heads": 40,
-"num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 1048576,
-"tie_word_embeddings": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-05, "attention_bias": false, "rope_parameters": {"rope_theta": 500000.0,
-"rope_type": "default"}, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
-"num_local_experts": 128, "num_experts_per_tok": 1, "moe_layers": [1, 3, 5, 7, 9, 11, 13, 15, 17,
-19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43, 45, 47], "interleave_moe_layer_step": 2,
-"no_rope_layers": [1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1,
-1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0], "no_rope_layer_interval": 4,
-"attention_chunk_size": 8192, "layer_types": ["chunked_attention", "chunked_attention",
+{"model_type": "llama4_text", "architectures": ["Llama4ForCausalLM"], "num_hidden_layers": 48,
+"vocab_size": 202048, "hidden_size": 5120, "num_attention_heads": 40, "num_key_value_heads": 8,
+"max_position_embeddings": 1048576, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"head_dim": 128, "attention_bias": false, "no_rope_layers": [1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0,
+1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0,
+1, 1, 1, 0], "no_rope_layer_interval": 4, "rope_parameters": {"rope_theta": 500000.0,
+"rope_type": "default"}, "attention_chunk_size": 8192, "use_qk_norm": false,
+"attn_temperature_tuning": true, "floor_scale": 8192, "attn_scale": 0.1, "moe_layers": [1, 3, 5,
+7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43, 45, 47],
+"interleave_moe_layer_step": 2, "layer_types": ["chunked_attention", "chunked_attention",
 "chunked_attention", "full_attention", "chunked_attention", "chunked_attention",
 "chunked_attention", "full_attention", "chunked_attention", "chunked_attention",
 "chunked_attention", "full_attention", "chunked_attention", "chunked_attention",
@@ -697,8 +696,9 @@ HF_CONFIG = """
 "chunked_attention", "full_attention", "chunked_attention", "chunked_attention",
 "chunked_attention", "full_attention", "chunked_attention", "chunked_attention",
 "chunked_attention", "full_attention", "chunked_attention", "chunked_attention",
-"chunked_attention", "full_attention"], "use_qk_norm": false, "attn_temperature_tuning": true,
-"floor_scale": 8192, "attn_scale": 0.1, "hidden_act": "silu"}
+"chunked_attention", "full_attention"], "intermediate_size_mlp": 16384, "hidden_act": "silu",
+"num_local_experts": 128, "num_experts_per_tok": 1, "intermediate_size": 8192,
+"pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

@@ -445,12 +445,12 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 128256,
-"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-"num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 8192,
-"tie_word_embeddings": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-05, "intermediate_size": 14336, "hidden_act": "silu", "mlp_bias": false,
-"attention_bias": false, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}
+{"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 32,
+"vocab_size": 128256, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+"max_position_embeddings": 8192, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"head_dim": 128, "intermediate_size": 14336, "hidden_act": "silu", "mlp_bias": false,
+"attention_bias": false, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"},
+"pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

@@ -445,12 +445,12 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "mistral", "architectures": ["MistralForCausalLM"], "vocab_size": 131072,
-"hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 32,
-"num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 131072,
-"tie_word_embeddings": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-05, "intermediate_size": 32768, "hidden_act": "silu",
-"rope_parameters": {"rope_theta": 1000000000.0, "rope_type": "default"}, "sliding_window": null}
+{"model_type": "mistral", "architectures": ["MistralForCausalLM"], "num_hidden_layers": 40,
+"vocab_size": 131072, "hidden_size": 5120, "num_attention_heads": 32, "num_key_value_heads": 8,
+"max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"head_dim": 128, "intermediate_size": 32768, "hidden_act": "silu", "sliding_window": null,
+"rope_parameters": {"rope_theta": 1000000000.0, "rope_type": "default"}, "pad_token_id": null,
+"bos_token_id": null, "eos_token_id": null}
 """
 
 

@@ -467,13 +467,18 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "vocab_size": 151936,
-"hidden_size": 1024, "num_hidden_layers": 28, "num_attention_heads": 16,
-"num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 40960,
-"tie_word_embeddings": true, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-06, "intermediate_size": 3072, "hidden_act": "silu", "attention_bias": false,
-"rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
-"use_sliding_window": false, "sliding_window": null}
+{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "num_hidden_layers": 28,
+"vocab_size": 151936, "hidden_size": 1024, "num_attention_heads": 16, "num_key_value_heads": 8,
+"max_position_embeddings": 40960, "rms_norm_eps": 1e-06, "tie_word_embeddings": true,
+"head_dim": 128, "intermediate_size": 3072, "hidden_act": "silu", "attention_bias": false,
+"sliding_window": null, "use_sliding_window": false, "layer_types": ["full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention"], "rope_parameters": {"rope_theta": 1000000.0,
+"rope_type": "default"}, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

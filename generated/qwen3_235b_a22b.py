@@ -555,14 +555,14 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "vocab_size": 151936,
-"hidden_size": 4096, "num_hidden_layers": 94, "num_attention_heads": 64,
-"num_key_value_heads": 4, "head_dim": 128, "max_position_embeddings": 40960,
-"tie_word_embeddings": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null,
-"rms_norm_eps": 1e-06, "attention_bias": false, "rope_parameters": {"rope_theta": 1000000.0,
-"rope_type": "default"}, "intermediate_size": 16384, "moe_intermediate_size": 1536,
-"num_experts": 128, "num_experts_per_tok": 8, "norm_topk_prob": true, "decoder_sparse_step": 1,
-"mlp_only_layers": [], "hidden_act": "silu"}
+{"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "num_hidden_layers": 94,
+"vocab_size": 151936, "hidden_size": 4096, "num_attention_heads": 64, "num_key_value_heads": 4,
+"max_position_embeddings": 40960, "rms_norm_eps": 1e-06, "tie_word_embeddings": false,
+"head_dim": 128, "attention_bias": false, "rope_parameters": {"rope_theta": 1000000.0,
+"rope_type": "default"}, "decoder_sparse_step": 1, "mlp_only_layers": [],
+"intermediate_size": 6144, "hidden_act": "silu", "num_local_experts": 128,
+"num_experts_per_tok": 8, "moe_intermediate_size": 1536, "norm_topk_prob": true,
+"use_sliding_window": false, "pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

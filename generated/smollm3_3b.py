@@ -474,14 +474,22 @@ CHECKPOINT_RULES = (
 CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 # The Hugging Face config.json of this architecture (archdsl export-hf), saved with the weights.
 HF_CONFIG = """
-{"model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"], "vocab_size": 128256,
-"hidden_size": 2048, "num_hidden_layers": 36, "num_attention_heads": 16,
-"num_key_value_heads": 4, "max_position_embeddings": 65536, "tie_word_embeddings": true,
-"pad_token_id": null, "bos_token_id": null, "eos_token_id": null, "rms_norm_eps": 1e-06,
+{"model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"], "num_hidden_layers": 36,
+"vocab_size": 128256, "hidden_size": 2048, "num_attention_heads": 16, "num_key_value_heads": 4,
+"max_position_embeddings": 65536, "rms_norm_eps": 1e-06, "tie_word_embeddings": true,
 "intermediate_size": 11008, "hidden_act": "silu", "mlp_bias": false, "attention_bias": false,
-"rope_parameters": {"rope_theta": 5000000.0, "rope_type": "default"}, "no_rope_layers": [1, 1, 1,
-0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1,
-0], "use_sliding_window": false, "sliding_window": null}
+"no_rope_layers": [1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1,
+1, 0, 1, 1, 1, 0, 1, 1, 1, 0], "no_rope_layer_interval": 4, "sliding_window": null,
+"use_sliding_window": false, "layer_types": ["full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention", "full_attention",
+"full_attention", "full_attention", "full_attention", "full_attention"],
+"rope_parameters": {"rope_theta": 5000000.0, "rope_type": "default"}, "pad_token_id": null,
+"bos_token_id": null, "eos_token_id": null}
 """
 
 

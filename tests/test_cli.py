@@ -184,3 +184,47 @@ def test_import_hf_bad_input(tmp_path, capsys):
     assert main(["import-hf", str(broken), "-o", str(tmp_path / "x.arch")]) == 1
     assert "model_type 't5' is not supported by import-hf" in capsys.readouterr().err
     assert not (tmp_path / "x.arch").exists()
+
+
+# ---- a Hugging Face config wherever a spec goes -------------------------------------------------
+
+
+@pytest.fixture
+def config_dir(tmp_path):
+    """A model directory as the Hub lays it out: config.json (and weights, not needed here)."""
+    directory = tmp_path / "Qwen3-0.6B"
+    directory.mkdir()
+    assert main(["export-hf", str(GOOD), "-o", str(directory / "config.json")]) == 0
+    return directory
+
+
+def test_stats_diff_and_check_take_a_config(config_dir, capsys):
+    assert main(["stats", str(config_dir), "--format", "json"]) == 0
+    from_dir = json.loads(capsys.readouterr().out)
+    assert main(["stats", str(config_dir / "config.json"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == from_dir
+    assert main(["stats", str(GOOD), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_params"] == from_dir["total_params"] == 596_049_920
+    assert main(["diff", str(GOOD), str(config_dir)]) == 0
+    assert "identical: no architectural difference" in capsys.readouterr().out
+    assert main(["check", str(config_dir), "-v"]) == 0
+    assert capsys.readouterr().out.startswith(f"{config_dir.as_posix()}: qwen3_0_6b: 28 layers")
+
+
+def test_generate_from_a_config_directory(config_dir, tmp_path):
+    assert main(["generate", str(config_dir), "-o", str(tmp_path / "out"), "--tiny"]) == 0
+    assert (tmp_path / "out" / "qwen3_0_6b.py").is_file()
+    assert main(["generate", str(config_dir), "-o", str(tmp_path / "out"), "--tiny", "--check"]) == 0
+
+
+def test_a_config_that_cannot_be_read_is_an_input_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("stats", tmp_path / "empty")
+    assert result.returncode == 1 and "is a directory without a config.json" in result.stderr
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    result = run("stats", tmp_path / "bert")
+    assert result.returncode == 1 and "config.json: error: model_type 'bert' is not supported" in result.stderr
+    (tmp_path / "broken.json").write_text("{")
+    result = run("diff", GOOD, tmp_path / "broken.json")
+    assert result.returncode == 1 and "broken.json:1:2: error: invalid JSON" in result.stderr and "Traceback" not in result.stderr
