@@ -156,15 +156,12 @@ LLAMA4 = Naming(
     formats=("fp8",),
 )
 
-NAMINGS = {n.name: n for n in (LLAMA, GPT2, GPT_OSS, LLAMA4)}
-
-
 def naming_of(family: str | None) -> Naming:
-    """The naming of a Hugging Face model type's checkpoints (its table says which); a model of
-    no type is saved and loaded under Llama's names."""
+    """The naming of a Hugging Face model type's checkpoints (part of its table); a model of no
+    type is saved and loaded under Llama's names."""
     from .families.tables import FAMILIES
 
-    return NAMINGS[FAMILIES[family].naming if family in FAMILIES else "llama"]
+    return FAMILIES[family].naming if family in FAMILIES else LLAMA
 
 
 def features(model: ir.Model) -> set[str]:

@@ -207,11 +207,13 @@ def import_hf(config: dict, name: str | None = None) -> ir.Model:
 def _canonical(config: dict, table) -> dict:
     """The config under the names the table reads (aliases resolved), refusing unknown keys."""
     data: dict[str, Any] = {}
+    spelled: dict[str, str] = {}  # the key each value came from
     for key, value in config.items():
         canonical = table.aliases.get(key, key)
         if canonical in data and data[canonical] != value:
-            raise HFError(f"model_type {table.model_type}: {key} {_short(value)} and {canonical} {_short(data[canonical])} say different things")
-        data[canonical] = value
+            other = spelled[canonical]
+            raise HFError(f"model_type {table.model_type}: {key} {_short(value)} and {other} {_short(data[canonical])} say different things")
+        data[canonical], spelled[canonical] = value, key
     known = table.keys | table.ignored | NOT_ARCHITECTURAL
     unknown = sorted(k for k in data if k not in known)
     if unknown:

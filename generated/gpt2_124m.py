@@ -433,8 +433,8 @@ HF_CONFIG = """
 "n_embd": 768, "n_positions": 1024, "n_head": 12, "layer_norm_epsilon": 1e-05,
 "tie_word_embeddings": true, "n_inner": null, "activation_function": "gelu_new",
 "scale_attn_weights": true, "scale_attn_by_inverse_layer_idx": false,
-"reorder_and_upcast_attn": false, "pad_token_id": null, "bos_token_id": null,
-"eos_token_id": null}
+"reorder_and_upcast_attn": false, "add_cross_attention": false, "pad_token_id": null,
+"bos_token_id": null, "eos_token_id": null}
 """
 
 

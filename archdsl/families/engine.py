@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import ir
+from ..checkpoints import LLAMA, Naming
 from .settings import MODEL_INTERNAL, flatten, model_settings, unflatten
 
 REQUIRED = object()
@@ -36,7 +37,7 @@ NOT_ARCHITECTURAL = frozenset(
         "initializer_range", "use_cache", "attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop",
         "attn_pdrop", "output_attentions", "output_hidden_states", "return_dict", "chunk_size_feed_forward",
         "problem_type", "id2label", "label2id", "tie_encoder_decoder", "is_encoder_decoder", "tokenizer_class",
-        "add_cross_attention", "is_decoder", "cross_attention_hidden_size", "task_specific_params", "finetuning_task",
+        "is_decoder", "cross_attention_hidden_size", "task_specific_params", "finetuning_task",
         "prefix", "pretraining_tp", "use_return_dict", "torchscript", "pruned_heads", "_attn_implementation",
         "_commit_hash", "quantization_config", "auto_map", "bad_words_ids", "begin_suppress_tokens",
         "forced_bos_token_id", "forced_eos_token_id", "suppress_tokens", "exponential_decay_length_penalty",
@@ -307,6 +308,26 @@ class Const(Spec):
 
 
 @dataclass
+class Consistent(Spec):
+    """A key transformers derives from others (and would use as written): when present, it must
+    equal `fn(settings)`; export writes that value."""
+
+    hf: str
+    fn: Callable[[Settings], Any]
+    why: str
+
+    def __post_init__(self) -> None:
+        self.keys = (self.hf,)
+
+    def read(self, config, out):
+        if self.hf in config and config.raw(self.hf) is not None and config.raw(self.hf) != self.fn(out):
+            raise config.refuse(self.hf, config.raw(self.hf), f"{self.why} ({short(self.fn(out))})")
+
+    def write(self, view, config):
+        pass
+
+
+@dataclass
 class Derived(Spec):
     """A setting computed from the others once every key is read (`fn(settings)`), per tag."""
 
@@ -380,7 +401,7 @@ class Family:
     axes: list[Axis] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)  # other spelling → the key the specs read
     ignored: frozenset[str] = frozenset()  # keys of no architectural meaning for this family
-    naming: str = "llama"  # its checkpoints' naming (archdsl/checkpoints.py)
+    naming: Naming = LLAMA  # how its checkpoints name tensors (archdsl/checkpoints.py)
     layers_key: str = "num_hidden_layers"
 
     layers_default: int | None = None

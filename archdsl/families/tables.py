@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from .. import ir
+from ..checkpoints import GPT2, GPT_OSS, LLAMA4
 from .common import (
     FULL,
     SLIDING,
@@ -26,7 +27,7 @@ from .common import (
     llama_sizes,
     swiglu,
 )
-from .engine import Axis, Choice, Const, Custom, Derived, Family, Fixed, HFError, Key, Settings, ffn_axis, rope_axis, sliding_axis
+from .engine import Axis, Choice, Consistent, Const, Custom, Derived, Family, Fixed, HFError, Key, Settings, ffn_axis, rope_axis, sliding_axis
 
 FAMILIES: dict[str, Family] = {}
 
@@ -135,7 +136,8 @@ def _gemma(model_type: str, architecture: str, gemma3: bool) -> Family:
         AttentionBias(),
         Key("query_pre_attn_scalar", "attention.query_scale", float, default=256, to_ir=lambda s: s**-0.5, to_hf=lambda q: _whole(q**-2)),
         Derived("embedding.scale", lambda out, tag: math.sqrt(out.get("d_model"))),
-        Key("final_logit_softcapping", "final_softcap", float, default=None if gemma3 else 30.0, write_default=True),
+        Key("final_logit_softcapping", "final_softcap", float, default=None if gemma3 else 30.0, write_default=True, none_is_value=True),
+        Const("use_bidirectional_attention", False, "archdsl's models are causal", accept=(None,)),
     ]
     if gemma3:
         specs += [
@@ -147,10 +149,11 @@ def _gemma(model_type: str, architecture: str, gemma3: bool) -> Family:
         specs += [
             SlidingLayers(default_types=alternating(), window_when_none=4096),
             RopeKeys(fraction_key=None),
-            Key("attn_logit_softcapping", "attention.softcap", float, default=50.0, write_default=True),
+            Key("attn_logit_softcapping", "attention.softcap", float, default=50.0, write_default=True, none_is_value=True),
         ]
     ignored = frozenset({"attn_logit_softcapping"}) if gemma3 else frozenset()  # in Gemma 3's config, unused by its model
-    return Family(model_type, architecture, specs, axes=[sliding_axis({"sliding": "local", "full": "global"})], ignored=ignored)
+    aliases = {"_sliding_window_pattern": "sliding_window_pattern"} if gemma3 else {}  # transformers' own copy of it
+    return Family(model_type, architecture, specs, axes=[sliding_axis({"sliding": "local", "full": "global"})], ignored=ignored, aliases=aliases)
 
 
 def _whole(x: float):
@@ -193,10 +196,11 @@ family(
             Const("scale_attn_weights", True, "archdsl scales attention scores by 1/sqrt(head_dim)"),
             Const("scale_attn_by_inverse_layer_idx", False, "scores scaled by 1/(layer + 1) are not supported"),
             Const("reorder_and_upcast_attn", False, "the upcast attention of Mistral's GPT-2 training is not supported"),
+            Const("add_cross_attention", False, "cross-attention to an encoder is not supported"),
         ],
         aliases={"hidden_size": "n_embd", "max_position_embeddings": "n_positions", "num_attention_heads": "n_head", "num_hidden_layers": "n_layer"},
-        ignored=frozenset({"n_ctx", "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels", "summary_first_dropout", "add_cross_attention"}),
-        naming="gpt2",
+        ignored=frozenset({"n_ctx", "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels", "summary_first_dropout"}),
+        naming=GPT2,
         layers_key="n_layer",
         layers_default=12,
     )
@@ -285,10 +289,12 @@ family(
             Const("moe_layer_freq", 1, "MoE layers are every layer after first_k_dense_replace"),
             Const("scoring_func", "sigmoid", "DeepSeek V3's router scores with a sigmoid"),
             Const("topk_method", "noaux_tc", "DeepSeek V3's router chooses with its bias correction (noaux_tc)"),
+            Consistent("head_dim", lambda out: out.get("attention.qk_rope_dim"), "transformers rotates head_dim features: it must be qk_rope_head_dim"),
+            Consistent("qk_head_dim", lambda out: out.get("attention.qk_nope_dim") + out.get("attention.qk_rope_dim"), "it must be qk_nope_head_dim + qk_rope_head_dim"),
         ],
         axes=[ffn_axis()],
         aliases={"num_local_experts": "n_routed_experts", "num_mtp_layers": "num_nextn_predict_layers"},
-        ignored=frozenset({"qk_head_dim", "head_dim", "ep_size", "pretraining_tp"}),  # head sizes transformers derives; parallelism
+        ignored=frozenset({"ep_size", "pretraining_tp"}),  # parallelism; unused
     )
 )
 
@@ -337,7 +343,7 @@ family(
         axes=[sliding_axis()],
         aliases={"num_experts": "num_local_experts"},
         ignored=frozenset({"experts_per_token"}),  # in OpenAI's config.json; transformers reads num_experts_per_tok
-        naming="gpt_oss",
+        naming=GPT_OSS,
     )
 )
 
@@ -411,6 +417,6 @@ family(
             Fixed("ffn.router.kind", "topk_sigmoid", "moe"),
         ],
         axes=[ffn_axis(), rope_axis()],
-        naming="llama4",
+        naming=LLAMA4,
     )
 )

@@ -1,0 +1,83 @@
+"""Tiny configs of every Hugging Face model type archdsl reads: transformers' defaults, shrunk.
+
+`tiny_config(model_type)` starts from the config class's own defaults (what a config.json
+without the key means) and makes every size small, keeping the structure: the same layer
+pattern rules (derived lists are dropped so that transformers derives them again), heads in the
+same roles, MoE and MLA with small ranks and a few experts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# Keys every family spells alike, and their tiny values.
+SIZES = {
+    "vocab_size": 256,
+    "hidden_size": 64,
+    "n_embd": 64,
+    "intermediate_size": 96,
+    "intermediate_size_mlp": 96,
+    "moe_intermediate_size": 32,
+    "shared_expert_intermediate_size": 48,
+    "num_attention_heads": 4,
+    "n_head": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "num_hidden_layers": 4,
+    "n_layer": 4,
+    "max_position_embeddings": 256,
+    "n_positions": 256,
+    "num_local_experts": 8,
+    "n_routed_experts": 8,
+    "num_experts": 8,
+    "num_experts_per_tok": 2,
+    "q_lora_rank": 32,
+    "kv_lora_rank": 16,
+    "qk_rope_head_dim": 8,
+    "qk_nope_head_dim": 16,
+    "v_head_dim": 16,
+    "sliding_window": 8,
+    "attention_chunk_size": 8,
+    "first_k_dense_replace": 1,
+    "max_window_layers": 2,
+}
+# Lists transformers derives from other keys when they are absent.
+DERIVED = ("layer_types", "no_rope_layers", "moe_layers")
+TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id")
+# Per type: what the generic shrinking gets wrong.
+OVERRIDES: dict[str, dict] = {
+    "gemma3_text": {"num_hidden_layers": 6},  # one period of 5 sliding : 1 full
+}
+
+
+def defaults(model_type: str) -> dict:
+    import transformers
+
+    config = transformers.AutoConfig.for_model(model_type).to_dict()
+    return {k: v for k, v in config.items() if k not in ("transformers_version", "architectures", "_name_or_path")}
+
+
+def tiny_config(model_type: str) -> dict:
+    config = defaults(model_type)
+    for key in DERIVED:
+        config.pop(key, None)
+    for key, value in SIZES.items():
+        if key in config and config[key] is not None:
+            config[key] = value
+    if "kv_lora_rank" in config:  # latent attention: one key/value head per query head; head sizes derived
+        config["num_key_value_heads"] = config["num_attention_heads"]
+        config["head_dim"] = config["qk_rope_head_dim"]
+        config["qk_head_dim"] = config["qk_nope_head_dim"] + config["qk_rope_head_dim"]
+    if (config.get("n_group") or 1) > 1:
+        config["n_group"], config["topk_group"] = 4, 2
+    for key in TOKENS:
+        config[key] = None
+    config.update(OVERRIDES.get(model_type, {}))
+    return json.loads(json.dumps(config))
+
+
+def save(config: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2))
+    return path
