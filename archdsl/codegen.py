@@ -35,8 +35,9 @@ _ACT = {
     "gelu": "F.gelu({})",
     "gelu_tanh": 'F.gelu({}, approximate="tanh")',
     "relu": "F.relu({})",
+    "relu2": "F.relu({}).square()",
 }
-_ACT_NAMES = {"silu": "SiLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh approximation)", "relu": "ReLU"}
+_ACT_NAMES = {"silu": "SiLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh approximation)", "relu": "ReLU", "relu2": "squared ReLU"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,6 +162,8 @@ class Plan:
     rms: dict | None = None
     l2_norm: bool = False
     layernorm: bool = False
+    layernorm_affine: bool = True
+    layernorm_zero_centered: bool = False
     rope: dict | None = None
     masks: dict = field(default_factory=dict)
     temperatures: dict = field(default_factory=dict)
@@ -202,7 +205,7 @@ class _Planner:
         self.blocks = {k: model.kinds[k] for k in self.kinds}
         # class names the templates define themselves; every planned class takes a new name
         self.class_names = {
-            "Config", "Model", "RMSNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
+            "Config", "Model", "RMSNorm", "ZeroCenteredLayerNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
             "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint",
         }
 
@@ -239,16 +242,21 @@ class _Planner:
         rms = [n for n in norms if isinstance(n, ir.RMSNorm)]
         mla = any(isinstance(b.attention, ir.Mla) for b in self.blocks.values())
         if rms or mla:
-            zero, fp32 = (rms[0].zero_centered, rms[0].weight_fp32) if rms else (False, False)
-            self.plan.rms = {"zero_centered": zero, "weight_fp32": fp32}
+            zero, fp32, affine = (rms[0].zero_centered, rms[0].weight_fp32, rms[0].affine) if rms else (False, False, True)
+            self.plan.rms = {"zero_centered": zero, "weight_fp32": fp32, "affine": affine}
         self.plan.layernorm = any(isinstance(n, ir.LayerNorm) for n in norms)
+        self.plan.layernorm_affine = all(n.affine for n in norms if isinstance(n, ir.LayerNorm))
+        self.plan.layernorm_zero_centered = any(isinstance(n, ir.LayerNorm) and n.zero_centered for n in norms)
         self.plan.l2_norm = any(b.attention.qk_norm == "l2" for b in self.blocks.values())
 
     def norm_ctor(self, norm, dim: str, eps_ref: str) -> str:
         if isinstance(norm, ir.RMSNorm):
             return f"RMSNorm({dim}, config.{eps_ref})"
+        if not norm.affine:
+            return f"nn.LayerNorm({dim}, eps=config.{eps_ref}, elementwise_affine=False)"
         bias = "" if norm.bias else ", bias=False"
-        return f"nn.LayerNorm({dim}, eps=config.{eps_ref}{bias})"
+        cls = "ZeroCenteredLayerNorm" if norm.zero_centered else "nn.LayerNorm"
+        return f"{cls}({dim}, eps=config.{eps_ref}{bias})"
 
     # -- attention sizes ----------------------------------------------------------------------
 
@@ -277,6 +285,7 @@ class _Planner:
             att,
         )
         self.softcap = field("attn_softcap", lambda a: a.softcap, "attention logits are softcapped to (-c, c)")
+        self.clip_qkv = field("clip_qkv", lambda a: a.clip_qkv, "queries, keys and values are clamped to (-c, c)")
         self.window = field("window", lambda a: a.window, "sliding window: a query sees the last `window` tokens")
         self.chunk = field("chunk", lambda a: a.chunk, "chunked attention: queries see their own chunk of `chunk` tokens")
         self.temperature_floor = field(
@@ -523,9 +532,11 @@ class _Planner:
                     "grouped": a.kind != "mha",
                     "scale": f"config.{self.scale[k]}" if self.scale[k] else None,
                     "softcap": f"config.{self.softcap[k]}" if self.softcap[k] else None,
+                    "clip_qkv": f"config.{self.clip_qkv[k]}" if self.clip_qkv[k] else None,
                     "bias": set(a.bias),
                     "qk_norm": a.qk_norm,
-                    "norm_class": "RMSNorm" if isinstance(b.norm, ir.RMSNorm) else "nn.LayerNorm",
+                    "q_norm": self.norm_ctor(b.norm, "self.head_dim" if a.qk_norm == "per_head" else f"config.{self.heads[k]} * self.head_dim", self.norm_eps[k]),
+                    "k_norm": self.norm_ctor(b.norm, "self.head_dim" if a.qk_norm == "per_head" else f"config.{self.kv_heads[k] or self.heads[k]} * self.head_dim", self.norm_eps[k]),
                     "norm_eps": f"config.{self.norm_eps[k]}",
                     "sinks": a.sinks,
                     "rope": "never" if rope == "never" else ("always" if rope == "always" else "some"),
@@ -652,6 +663,7 @@ class _Planner:
                 "experts": experts_classes[esig],
                 "experts_extra": f", config.{alpha[k]}, config.{limit[k]}" if clamped else "",
                 "shared": shared,
+                "shared_gate": f.shared_gate,
                 "dense": dense,
                 "bias": f.bias,
                 "input_gated": isinstance(r, ir.TopkSigmoid),
@@ -683,6 +695,7 @@ class _Planner:
     # -- blocks and the model ---------------------------------------------------------------------
 
     def block_classes(self, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]) -> None:
+        self.residual_scale = self.per_kind("residual_scale", lambda b: b.residual_scale if b.residual_scale != 1 else None, "sublayer outputs are multiplied by this before the residual sum")
         block_groups: dict[tuple, list[str]] = {}
         for k, b in self.blocks.items():
             ctor = self.norm_ctor(b.norm, "config.d_model", self.norm_eps[k])
@@ -699,19 +712,25 @@ class _Planner:
                 modules.append({"attr": attr, "choices": options, "comment": comment})
 
             norm_of = {k: ctor for k in group}
-            if norms in ("pre", "sandwich"):
+            if norms in ("pre", "sandwich", "parallel", "parallel_separate"):
                 module("input_layernorm", norm_of)
             module("self_attn", attention_ctor)
-            module(
-                "post_attention_layernorm",
-                norm_of,
-                "named as in Hugging Face checkpoints: this norm is the feed-forward's input" if norms == "pre" else None,
-            )
+            if norms == "parallel_separate":
+                module("post_attention_layernorm", norm_of, "the feed-forward's own norm (named as in GPT-NeoX checkpoints)")
+            elif norms != "parallel":
+                module(
+                    "post_attention_layernorm",
+                    norm_of,
+                    "named as in Hugging Face checkpoints: this norm is the feed-forward's input" if norms == "pre" else None,
+                )
             if norms == "sandwich":
                 module("pre_feedforward_layernorm", norm_of)
             module("mlp", ffn_ctor)
-            if norms != "pre":
+            if norms in ("post", "sandwich", "post_residual"):
                 module("post_feedforward_layernorm", norm_of)
+            scaled = any(self.blocks[k].residual_scale != 1 for k in group)
+            if scaled:
+                module("residual_scale", {k: f"config.{self.residual_scale[k]}" if self.residual_scale[k] else "1.0" for k in group})
             self.plan.block_classes.append(
                 {
                     "name": name,
@@ -720,6 +739,7 @@ class _Planner:
                     "modules": modules,
                     "takes_layer_type": any(len(m["choices"]) > 1 for m in modules),
                     "kinds": group,
+                    "scale": " * self.residual_scale" if scaled else "",
                 }
             )
 
@@ -776,6 +796,7 @@ class _Planner:
             "layers_expr": layers_expr,
             "final_norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps[self.model_label]) if m.final_norm else None,
             "tied": m.embedding.tied,
+            "head_bias": m.head_bias,
             "embedding_scale": emb_scale,
             "output_scale": output_scale,
             "final_softcap": final_softcap,
@@ -1013,6 +1034,8 @@ def _block_doc(norms: str, kinds: list[str], n_kinds: int) -> str:
         "post": "post-norm inside the residual: x + norm(f(x)) (OLMo 2)",
         "sandwich": "sandwich norms: x + norm(f(norm(x))) (Gemma 3)",
         "post_residual": "post-norm after the residual: norm(x + f(x))",
+        "parallel": "attention and feed-forward side by side from one norm: x + attn(norm(x)) + ffn(norm(x))",
+        "parallel_separate": "attention and feed-forward side by side, each from its own norm: x + attn(norm1(x)) + ffn(norm2(x))",
     }[norms]
     who = "" if n_kinds == 1 else f" ({_kinds_phrase(kinds)} layers)"
     return f"One transformer layer{who}; {placement}."

@@ -118,7 +118,7 @@ def _compare(a: Any, b: Any, prefix: str, da: int, db: int) -> list[tuple[str, s
 def _aspect(block: ir.Block, aspect: str) -> tuple[Any, str]:
     """The part of a block an aspect looks at, and its name in the output."""
     return {
-        "norms": ((block.norms, block.norm), "norms"),
+        "norms": ((block.norms, block.norm, block.residual_scale), "norms"),
         "attention": (block.attention, "attention"),
         "positions": (block.rope, "rope"),
         "ffn": (block.ffn, "ffn"),
@@ -165,6 +165,7 @@ def diff(a: ir.Model, b: ir.Model, context: int | None = None, dtype: str = "bf1
                 diffs = _compare(xa[0], xb[0], "placement", da, db)
                 if xa[1] != a.norm or xb[1] != b.norm:  # the model-level norm's changes are listed above
                     diffs += _compare(xa[1], xb[1], "norm", da, db)
+                diffs += _compare(xa[2], xb[2], "residual_scale", da, db)
             else:
                 diffs = [(what.removeprefix(name + "."), va, vb) for what, va, vb in _compare(xa, xb, name, da, db)]
             for change in diffs:

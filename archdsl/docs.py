@@ -26,10 +26,20 @@ SECTIONS = [
     ("Norms", "`norm rms(...)` or `norm layernorm(...)` — at model level (final norm, and default of every block) or in a block.", [ir.RMSNorm, ir.LayerNorm]),
     ("Block", "Settings of a `block` kind (also accepted at model level, as defaults for every kind).", [ir.Block]),
     ("Attention", "`attention KIND(...)`; kinds: `mha`, `gqa`, `mqa`.", [ir.Attention]),
+    ("Latent attention", "`attention mla(...)`: multi-head latent attention (DeepSeek V2/V3, Kimi K2).", [ir.Mla]),
+    ("Attention temperature", "`temperature KIND(...)` inside an attention: `log_steps`, `log_position`.", [ir.LogSteps, ir.LogPosition]),
     ("RoPE", "`rope theta=... scaling=...`, or `rope none`.", [ir.Rope]),
     ("RoPE scaling", "`scaling linear(...)`, `scaling llama3(...)`, `scaling yarn(...)`.", [ir.LinearScaling, ir.Llama3Scaling, ir.YarnScaling]),
-    ("Feed-forward", "`ffn KIND(...)`; kinds: `mlp`, `swiglu`, `geglu`.", [ir.Mlp, ir.SwiGLU, ir.GeGLU]),
+    ("Feed-forward", "`ffn KIND(...)`; kinds: `mlp`, `swiglu`, `geglu`, `moe`.", [ir.Mlp, ir.SwiGLU, ir.GeGLU]),
+    ("Mixture of experts", "`ffn moe(...)`: routed experts, shared experts, a router and the experts' activation.", [ir.Moe]),
+    ("Routers", "`router KIND(...)` inside `moe`: how a token chooses its experts and weighs their outputs.", [ir.SoftmaxTopk, ir.TopkSoftmax, ir.Sigmoid, ir.TopkSigmoid]),
+    ("Expert activations", "`act KIND(...)` inside `moe`: the experts' gated activation.", [ir.Silu, ir.Gelu, ir.GeluTanh, ir.SwigluClamped]),
 ]
+
+
+def documented() -> set[type]:
+    """The IR classes the reference has a section for."""
+    return {cls for _, _, classes in SECTIONS for cls in classes}
 
 
 def _type(field) -> str:

@@ -253,9 +253,11 @@ def _norm_name(norm) -> str:
 
 def _norm_details(norm) -> list[str]:
     items = [f"eps {_num(norm.eps)}" if norm.eps >= 1e-3 else f"eps {norm.eps:.0e}".replace("e-0", "e-")]
+    if not norm.affine:
+        return items + ["no weight"]
+    if norm.zero_centered:
+        items.append("weight applied as (1 + w)")
     if norm.kind == "rms":
-        if norm.zero_centered:
-            items.append("weight applied as (1 + w)")
         if norm.weight_fp32:
             items.append("weight in fp32")
     elif not norm.bias:
@@ -298,6 +300,8 @@ def _attention_card(att, d_model: int) -> Card:
         items.append(f"logit softcap {_num(att.softcap)}")
     if att.sinks:
         items.append("attention sinks")
+    if att.clip_qkv is not None:
+        items.append(f"q, k, v clipped to ±{_num(att.clip_qkv)}")
     if att.bias:
         items.append("bias " + " ".join(att.bias) if len(att.bias) < 4 else "biases")
     t = att.temperature
@@ -326,7 +330,7 @@ def _positions_card(rope, model: ir.Model) -> Card:
     return _card_of("positions", "RoPE", items)
 
 
-ACT_NAMES = {"gelu": "GELU", "gelu_tanh": "GELU (tanh)", "relu": "ReLU", "silu": "SiLU"}
+ACT_NAMES = {"gelu": "GELU", "gelu_tanh": "GELU (tanh)", "relu": "ReLU", "relu2": "squared ReLU", "silu": "SiLU"}
 
 
 def _router_text(r) -> str:
@@ -357,7 +361,8 @@ def _ffn_card(ffn) -> Card:
     if isinstance(ffn, ir.Moe):
         items = [f"{ffn.experts} experts", f"top-{ffn.top_k}", f"expert hidden {_int(ffn.hidden)}"]
         if ffn.shared:
-            items.append(f"{ffn.shared} shared expert{'s' if ffn.shared > 1 else ''} (hidden {_int(ffn.shared_hidden)})")
+            gate = ", sigmoid-gated" if ffn.shared_gate else ""
+            items.append(f"{ffn.shared} shared expert{'s' if ffn.shared > 1 else ''} (hidden {_int(ffn.shared_hidden)}{gate})")
         if ffn.dense_hidden:
             items.append(f"+ always-on dense MLP (hidden {_int(ffn.dense_hidden)})")
         act = ffn.act
@@ -389,7 +394,7 @@ SLOTS = ("head", "final_norm", *reversed(BLOCK_SLOTS), "embedding")
 GROUPS = {"attn": ("norm_attn_in", "positions", "attention", "norm_attn_out"), "ffn": ("norm_ffn_in", "ffn", "norm_ffn_out")}
 
 _NORM_AT = {  # slot suffix → placements with a norm there
-    "in": ("pre", "sandwich"),
+    "in": ("pre", "sandwich", "parallel", "parallel_separate"),
     "out": ("post", "sandwich"),
     "res": ("post_residual",),
 }
@@ -398,6 +403,8 @@ _NORM_AT = {  # slot suffix → placements with a norm there
 def _slot_value(block: ir.Block, slot: str) -> Any:
     """What a block has in a slot (None: nothing; positions: the rope, None meaning NoPE)."""
     if slot.startswith("norm_"):
+        if slot == "norm_ffn_in" and block.norms == "parallel":
+            return None  # the feed-forward shares the attention's norm
         return block.norm if block.norms in _NORM_AT[slot.rsplit("_", 1)[1]] else None
     return {"positions": block.rope, "attention": block.attention, "ffn": block.ffn}[slot]
 
@@ -475,6 +482,8 @@ PLACEMENTS = {
     "post": "post-norm: " + "x + norm(f(x))".replace(" ", NBSP),
     "sandwich": "sandwich norms: " + "x + norm(f(norm(x)))".replace(" ", NBSP),
     "post_residual": "post-residual norm: " + "norm(x + f(x))".replace(" ", NBSP),
+    "parallel": "parallel: " + "x + attn(norm(x)) + ffn(norm(x))".replace(" ", NBSP),
+    "parallel_separate": "parallel, own norms: " + "x + attn(n1(x)) + ffn(n2(x))".replace(" ", NBSP),
 }
 
 
@@ -547,6 +556,8 @@ def plan(model: ir.Model) -> Plan:
     head = [f"{_int(model.d_model)} → {_int(model.vocab)} logits"]
     if model.embedding.tied:
         head.append("the embedding, transposed")
+    if model.head_bias:
+        head.append("with a bias")
     if model.output_scale is not None:
         head.append(f"logits × {_num(model.output_scale)}")
     if model.final_softcap is not None:
@@ -568,6 +579,9 @@ def plan(model: ir.Model) -> Plan:
     for kind in model.used_kinds:
         placements.setdefault(model.kinds[kind].norms, []).append(kind)
     lines = [PLACEMENTS[p] if len(placements) == 1 else f"{', '.join(kinds)}: {PLACEMENTS[p]}" for p, kinds in placements.items()]
+    scales = {_num(model.kinds[k].residual_scale) for k in model.used_kinds if model.kinds[k].residual_scale != 1}
+    if scales:
+        lines.append("sublayer outputs × " + " or ".join(sorted(scales)) + " before the residual add")
     norms = Card("layers", [("note", lines, "")])
 
     stats = [f"{_si(s.total_params)} parameters ({_int(s.total_params)})"]
@@ -590,6 +604,7 @@ _MODEL_FIELDS = {  # a model-level setting of the diff → the components that d
     "final_norm": ("final_norm",),
     "mtp": ("mtp",),
     "output_scale": ("head",),
+    "head_bias": ("head",),
     "final_softcap": ("head",),
 }
 

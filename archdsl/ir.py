@@ -71,6 +71,7 @@ class RMSNorm(IR):
         "multiply by the weight in float32 and cast the product back to the input dtype (OLMo 2, Gemma 3, "
         "gpt-oss); otherwise cast back first and multiply in the input dtype (Llama)",
     )
+    affine: bool = setting(True, "a learned weight; without it the norm has no parameters (nanochat)")
 
 
 class LayerNorm(IR):
@@ -79,6 +80,12 @@ class LayerNorm(IR):
     kind: Literal["layernorm"] = "layernorm"
     eps: float = setting(1e-5, "added to the variance before the square root", gt=0)
     bias: bool = setting(True, "learned bias after the weight")
+    affine: bool = setting(True, "a learned weight (and bias); without it the norm has no parameters (OLMo)")
+    zero_centered: bool = setting(False, "the stored weight w is applied as (1 + w) and initialised to 0 (Nemotron's LayerNorm1P)")
+
+    def check(self, ctx, at):
+        if not self.affine and self.bias and "bias" in self.model_fields_set:
+            raise error(at("bias"), "a layernorm without a weight (affine false) has no bias either", "leave out bias")
 
 
 Norm = Annotated[Union[RMSNorm, LayerNorm], Field(discriminator="kind")]
@@ -111,6 +118,7 @@ class Attention(IR):
     query_scale: float = setting(None, "softmax scale applied to q·k (Gemma: query_pre_attn_scalar ** -0.5)", gt=0, default_doc="head_dim ** -0.5")
     softcap: float | None = setting(None, "attention logits become softcap · tanh(logits / softcap) (Gemma 2, Grok)", gt=0)
     sinks: bool = setting(False, "a learned logit per head joins the softmax denominator, so a head can attend to nothing (gpt-oss)")
+    clip_qkv: float | None = setting(None, "queries, keys and values are clamped to [-clip_qkv, clip_qkv] after their projections (and a QK norm over the whole projection) (OLMo, OLMoE, DBRX)", gt=0)
     chunk: int | None = setting(None, "chunked attention: query i attends to keys j <= i in its own chunk of `chunk` tokens (Llama 4)", "tokens", gt=0)
     temperature: "Temperature | None" = setting(None, "attention temperature that grows with the query's position: log_steps (Llama 4's NoPE layers) or log_position (Grok)")
 
@@ -208,6 +216,7 @@ class Mla(IR):
     chunk: ClassVar[None] = None
     softcap: ClassVar[None] = None
     sinks: ClassVar[bool] = False
+    clip_qkv: ClassVar[None] = None
     temperature: ClassVar[None] = None
     qk_norm: ClassVar[str] = "none"
 
@@ -283,7 +292,7 @@ class Rope(IR):
 # ---------------------------------------------------------------------------------------------
 # Feed-forward
 
-Activation = Literal["gelu", "gelu_tanh", "relu", "silu"]
+Activation = Literal["gelu", "gelu_tanh", "relu", "relu2", "silu"]
 
 
 class Mlp(IR):
@@ -291,7 +300,7 @@ class Mlp(IR):
 
     kind: Literal["mlp"] = "mlp"
     hidden: int = setting(..., "hidden width", "features", gt=0)
-    act: Activation = setting("gelu", "activation (gelu_tanh is GELU's tanh approximation, GPT-2's gelu_new)")
+    act: Activation = setting("gelu", "activation (gelu_tanh is GELU's tanh approximation, GPT-2's gelu_new; relu2 is relu(x)², Nemotron's)")
     bias: bool = setting(False, "biases on both projections")
 
 
@@ -403,6 +412,7 @@ class Moe(IR):
     hidden: int = setting(..., "hidden width of each routed expert", "features", gt=0)
     shared: int = setting(0, "shared experts, applied to every token (fused into one MLP of shared_hidden)")
     shared_hidden: int | None = setting(None, "hidden width of the shared experts together", "features", gt=0, default_doc="hidden × shared")
+    shared_gate: bool = setting(False, "the shared experts' output is scaled by a sigmoid of a learned projection of the token (Qwen2-MoE)")
     act: ExpertAct = setting(Silu(), "the experts' gated activation: silu, gelu, gelu_tanh or swiglu_clamped(alpha, limit)")
     bias: bool = setting(False, "biases on the experts' projections (gpt-oss)")
     dense_hidden: int | None = setting(
@@ -423,6 +433,8 @@ class Moe(IR):
             raise error(at("shared"), f"'shared' must not be negative, found {self.shared}")
         if self.shared == 0 and "shared_hidden" in self.model_fields_set and self.shared_hidden:
             raise error(at("shared_hidden"), "shared_hidden is set but there are no shared experts", "set shared N")
+        if self.shared == 0 and self.shared_gate:
+            raise error(at("shared_gate"), "shared_gate is set but there are no shared experts", "set shared N")
         if self.shared_hidden is not None and self.shared_hidden > 10**30:  # derived: hidden × shared
             raise error(at("shared"), f"the shared experts' width hidden × shared is {self.shared_hidden:.3g}, past the limit of 10**30", "set shared_hidden, or fewer shared experts")
         r = self.router
@@ -469,11 +481,14 @@ class Block(IR):
     """One transformer layer. A `block` kind; settings written at model level are defaults for every kind."""
 
     norm: Norm = setting(..., "the norm used inside the block (and for QK norm)", default_doc="the model's `norm`")
-    norms: Literal["pre", "post", "sandwich", "post_residual"] = setting(
+    norms: Literal["pre", "post", "sandwich", "post_residual", "parallel", "parallel_separate"] = setting(
         "pre",
         "where the norms sit: pre `x + f(norm(x))` (Llama); post `x + norm(f(x))` (OLMo 2); sandwich "
-        "`x + norm(f(norm(x)))` (Gemma 3); post_residual `norm(x + f(x))` (original Transformer)",
+        "`x + norm(f(norm(x)))` (Gemma 3); post_residual `norm(x + f(x))` (original Transformer); parallel "
+        "`x + attn(norm(x)) + ffn(norm(x))`, attention and feed-forward side by side from one norm (GPT-J, "
+        "Cohere, Phi); parallel_separate `x + attn(norm1(x)) + ffn(norm2(x))`, each with its own norm (GPT-NeoX, Falcon)",
     )
+    residual_scale: float = setting(1.0, "each sublayer's output is multiplied by this before it joins the residual (Granite's residual_multiplier)", gt=0)
     attention: Annotated[Union[Attention, Mla], Field(discriminator="kind")] = setting(..., "the attention sublayer: mha, gqa, mqa or mla")
     rope: Rope | None = setting(None, "rotary positions; `rope none` or no rope at all means no positions in this layer (NoPE)")
     ffn: Ffn = setting(..., "the feed-forward sublayer: mlp, swiglu, geglu or moe")
@@ -565,6 +580,7 @@ class Model(IR):
         "output head. Counted apart (mtp_params), built only on request",
         ge=0,
     )
+    head_bias: bool = setting(False, "a bias on the output head (Phi, GPT-J)")
     output_scale: float | None = setting(None, "output logits are multiplied by this, before the final softcap (Grok: 0.5)", gt=0)
     final_softcap: float | None = setting(None, "output logits become c · tanh(logits / c) (Gemma 2, Grok)", gt=0)
     kinds: dict[str, Block]
@@ -576,10 +592,10 @@ class Model(IR):
 
     def check(self, ctx, at):
         norms = [("norm", self.norm)] + [(f"{kind}.norm", b.norm) for kind, b in self.kinds.items()]
-        variants = [(where, (n.zero_centered, n.weight_fp32)) for where, n in norms if n.kind == "rms"]
+        variants = [(where, (n.zero_centered, n.weight_fp32, n.affine)) for where, n in norms if n.kind == "rms"]
         for where, variant in variants[1:]:
             if variant != variants[0][1]:
-                raise error(at(where), "every RMSNorm of a model must agree on zero_centered and weight_fp32", "set them on the model-level norm only")
+                raise error(at(where), "every RMSNorm of a model must agree on zero_centered, weight_fp32 and affine", "set them on the model-level norm only")
 
     def block(self, layer: int) -> Block:
         return self.kinds[self.layer_kinds[layer]]

@@ -38,6 +38,8 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
 
 def norm_params(norm: ir.RMSNorm | ir.LayerNorm, dim: int) -> int:
+    if not norm.affine:
+        return 0
     if isinstance(norm, ir.LayerNorm) and norm.bias:
         return 2 * dim
     return dim
@@ -111,7 +113,7 @@ def ffn_components(ffn, d_model: int) -> dict[str, int]:
     return {
         "routed_experts": ffn.experts * expert_params(ffn, d_model),
         "routers": ffn.experts * d_model + (ffn.experts if ffn.router.bias else 0),
-        "shared_experts": 3 * d_model * ffn.shared_hidden if ffn.shared else 0,
+        "shared_experts": (3 * d_model * ffn.shared_hidden + (d_model if ffn.shared_gate else 0)) if ffn.shared else 0,
         "dense_ffn": 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0,
     }
 
@@ -126,13 +128,13 @@ def ffn_active_params(ffn, d_model: int) -> int:
 def ffn_matmul_params(ffn, d_model: int) -> int:
     """Weights one token multiplies by (router, chosen and shared experts for a MoE)."""
     if isinstance(ffn, ir.Moe):
-        shared = 3 * d_model * ffn.shared_hidden if ffn.shared else 0
+        shared = (3 * d_model * ffn.shared_hidden + (d_model if ffn.shared_gate else 0)) if ffn.shared else 0
         dense = 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0
         return ffn.experts * d_model + ffn.top_k * 3 * d_model * ffn.hidden + shared + dense
     return (2 if isinstance(ffn, ir.Mlp) else 3) * d_model * ffn.hidden
 
 
-NORMS_PER_BLOCK = {"pre": 2, "post": 2, "sandwich": 4, "post_residual": 2}
+NORMS_PER_BLOCK = {"pre": 2, "post": 2, "sandwich": 4, "post_residual": 2, "parallel": 1, "parallel_separate": 2}
 
 
 def block_norm_params(block: ir.Block, d_model: int) -> int:
@@ -222,7 +224,7 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
 
     embedding = model.vocab * model.d_model
     positions = model.context * model.d_model if model.embedding.positions == "learned" else 0
-    head = 0 if model.embedding.tied else model.vocab * model.d_model
+    head = (0 if model.embedding.tied else model.vocab * model.d_model) + (model.vocab if model.head_bias else 0)
     final_norm = norm_params(model.norm, model.d_model) if model.final_norm else 0
     layers_total = sum(counts[kind] * per_kind[kind].total for kind in per_kind)
     layers_active = sum(counts[kind] * per_kind[kind].active for kind in per_kind)

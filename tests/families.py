@@ -41,13 +41,17 @@ SIZES = {
     "attention_chunk_size": 8,
     "first_k_dense_replace": 1,
     "max_window_layers": 2,
+    "rotary_dim": 8,
 }
 # Lists transformers derives from other keys when they are absent.
-DERIVED = ("layer_types", "no_rope_layers", "moe_layers")
+DERIVED = ("layer_types", "no_rope_layers", "moe_layers", "mlp_layer_types")
 TOKENS = ("pad_token_id", "bos_token_id", "eos_token_id")
 # Per type: what the generic shrinking gets wrong.
 OVERRIDES: dict[str, dict] = {
     "gemma3_text": {"num_hidden_layers": 6},  # one period of 5 sliding : 1 full
+    "nemotron": {"num_key_value_heads": 2},  # its default (None) crashes transformers' model
+    "ministral": {"head_dim": 16},  # null by default: transformers crashes
+    "dots1": {"n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2},  # null by default: transformers crashes
 }
 
 
@@ -81,3 +85,26 @@ def save(config: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+# Settings the defaults leave off, each tested as a variant of its type's tiny config.
+VARIANTS: dict[str, dict[str, dict]] = {
+    "granite": {"multipliers": {"embedding_multiplier": 12.0, "attention_multiplier": 0.015625, "residual_multiplier": 0.22, "logits_scaling": 8.0}},
+    "granitemoe": {"multipliers": {"embedding_multiplier": 12.0, "attention_multiplier": 0.0078125, "residual_multiplier": 0.22, "logits_scaling": 6.0}},
+    "olmo": {"clip_qkv": {"clip_qkv": 0.05}},
+    "phi": {"qk_layernorm": {"qk_layernorm": True}},
+}
+
+
+def cases() -> list[tuple[str, str | None]]:
+    """(model type, variant) for every type archdsl reads, defaults first."""
+    from archdsl.hf import FAMILIES
+
+    return [(t, None) for t in FAMILIES] + [(t, v) for t in FAMILIES for v in VARIANTS.get(t, {})]
+
+
+def case_config(model_type: str, variant: str | None) -> dict:
+    config = tiny_config(model_type)
+    if variant is not None:
+        config.update(VARIANTS[model_type][variant])
+    return config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ import torch
 from archdsl.codegen import render
 from archdsl.hf import FAMILIES, HFError, IMPORTERS, export_hf, import_hf
 
-from families import tiny_config
+from families import case_config, cases, tiny_config
 from helpers import hf_reference, import_path
 
 transformers = pytest.importorskip("transformers")
@@ -26,12 +27,15 @@ transformers = pytest.importorskip("transformers")
 RTOL = 1e-5
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+CASES = cases()
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[t if v is None else f"{t}-{v}" for t, v in CASES])
 def family(request, tmp_path_factory):
     """(model type, tiny config, perturbed transformers model, our module loaded from its checkpoint)."""
-    model_type = request.param
+    model_type, variant = request.param
     tmp = tmp_path_factory.mktemp(model_type)
-    config = tiny_config(model_type)
+    config = case_config(model_type, variant)
     reference = hf_reference(config)
     reference.save_pretrained(tmp / "checkpoint")
     model = import_hf(config, "tiny_" + model_type)
@@ -56,6 +60,16 @@ def test_logits_and_greedy_tokens_match(family):
     mine = ours.generate(prompt, max_new_tokens=8)
     theirs = reference.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
     assert torch.equal(mine, theirs), f"{model_type}: greedy tokens differ"
+
+
+def test_parameter_count_is_exact(family):
+    """archdsl stats counts what the module (and transformers' model) holds."""
+    from archdsl.stats import compute
+
+    model_type, config, reference, ours = family
+    expected = compute(import_hf(config, "m")).total_params
+    assert sum(p.numel() for p in ours.parameters()) == expected
+    assert sum(p.numel() for p in reference.parameters()) == expected
 
 
 def test_export_of_the_import_is_the_same_model(family):
@@ -170,3 +184,28 @@ def test_bad_configs_are_named(model_type):
         import_hf(dict(config, new_architecture_knob=3), "m")
     with pytest.raises(HFError, match="archdsl's limit"):
         import_hf(dict(config, **{table.layers_key: 10**9}), "m")
+
+
+FLAGSHIPS = json.loads((Path(__file__).parent / "data" / "flagships.json").read_text())
+
+
+# Flagships whose published config uses what archdsl cannot express yet: import refuses them, naming it.
+FLAGSHIP_GAPS = {"internlm3": "RoPE type 'dynamic' is not supported"}
+
+
+@pytest.mark.parametrize("model_type", [t for t in FAMILIES if t in FLAGSHIPS and FLAGSHIPS[t]["complete"]])
+def test_flagship_parameter_count(model_type):
+    """The published config of the family's best-known model (tests/data/flagships.json, with
+    where each was found): archdsl's count (import-hf, then stats) equals transformers' on the
+    meta device."""
+    from archdsl.stats import compute
+
+    config = dict(FLAGSHIPS[model_type]["config"], model_type=model_type)
+    if model_type in FLAGSHIP_GAPS:
+        with pytest.raises(HFError, match=FLAGSHIP_GAPS[model_type]):
+            import_hf(config, "flagship")
+        return
+    model = import_hf(config, "flagship")
+    with torch.device("meta"):
+        hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config))
+    assert compute(model).total_params == sum(p.numel() for p in hf.parameters()), FLAGSHIPS[model_type]["model"]

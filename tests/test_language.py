@@ -93,7 +93,7 @@ CASES = [
     ("string for a name", spec(model=f"  hf {MARK}3"), "'hf' takes a name or a string", None),
     ("none for a number", spec(block=f"    attention gqa(heads={MARK}none, kv_heads=2)\n    ffn swiglu(hidden=64)"), "'heads' cannot be none", None),
     ("whole number", spec(block=f"    attention gqa(heads=4, kv_heads=2, head_dim={MARK}12.5)\n    ffn swiglu(hidden=64)"), "'head_dim' must be a whole number, found 12.5", None),
-    ("word expected", spec(block=f"    norms {MARK}3\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "'norms' takes one of: pre, post, sandwich or post_residual", None),
+    ("word expected", spec(block=f"    norms {MARK}3\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "'norms' takes one of: pre, post, sandwich, post_residual, parallel or parallel_separate", None),
     ("unknown word", spec(block=f"    norms {MARK}sandwhich\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "unknown value 'sandwhich' for 'norms'", "did you mean 'sandwich'?"),
     ("none with settings", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope {MARK}none theta=3"), "'rope none' takes no settings", None),
     ("value inside a call", spec(block=f"    attention gqa(heads=4, kv_heads=2, {MARK}7)\n    ffn swiglu(hidden=64)"), "unexpected value in gqa(...)", "write settings as name=value, or a switch by its name"),
@@ -158,7 +158,9 @@ CASES = [
     ("heads divisible", spec(block=f"    attention gqa(heads=4, {MARK}kv_heads=3, head_dim=16)\n    ffn swiglu(hidden=64)"), "heads 4 is not divisible by kv_heads 3", None),
     ("llama3 factors", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope scaling=llama3(factor=8, original_context=64, low_freq_factor=4, {MARK}high_freq_factor=1)"), "high_freq_factor 1 must be at least low_freq_factor 4", None),
     ("rotary features", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope {MARK}fraction=0.3"), "rope fraction 0.3 of head_dim 16 gives 4.8 rotary features; it must be a positive even whole number", None),
-    ("rms variants", spec(block=f"    {MARK}norm rms(zero_centered)\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "every RMSNorm of a model must agree on zero_centered and weight_fp32", "set them on the model-level norm only"),
+    ("rms variants", spec(block=f"    {MARK}norm rms(zero_centered)\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "every RMSNorm of a model must agree on zero_centered, weight_fp32 and affine", "set them on the model-level norm only"),
+    ("weightless layernorm bias", spec(block=f"    norm layernorm(affine=false, {MARK}bias=true)\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "a layernorm without a weight (affine false) has no bias either", "leave out bias"),
+    ("shared gate", spec(block=MOE.format(f"experts=8, top_k=1, hidden=8, {MARK}shared_gate, router=topk_softmax")), "shared_gate is set but there are no shared experts", "set shared N"),
 ]
 
 

@@ -15,14 +15,15 @@ from .engine import REQUIRED, Config, Const, Fixed, HFError, Key, Settings, Spec
 # Sizes, norms and the embedding under Llama's names
 
 
-def llama_sizes(context: int, eps: float = 1e-6, tied: bool = False, head_dim: bool = True) -> list[Spec]:
+def llama_sizes(context: int, eps: float = 1e-6, tied: bool = False, head_dim: bool = True, kv_heads: int | None = None) -> list[Spec]:
     """Vocabulary, width, heads, context, RMSNorm eps, tying and head_dim under Llama's key names
-    (`head_dim`: whether the family's config class has that key)."""
+    (`head_dim`: whether the family's config class has that key; `kv_heads`: what an absent
+    num_key_value_heads means — the config class's default, or None for one per query head)."""
     specs: list[Spec] = [
         Key("vocab_size", "vocab"),
         Key("hidden_size", "d_model"),
         Key("num_attention_heads", "attention.heads"),
-        Key("num_key_value_heads", "attention.kv_heads", default=None),
+        Key("num_key_value_heads", "attention.kv_heads", default=kv_heads),
         Key("max_position_embeddings", "context", default=context),
         Key("rms_norm_eps", "norm.eps", float, default=eps),
         Fixed("norm.kind", "rms"),
@@ -189,8 +190,8 @@ class RopeKeys(Spec):
                 raise config.refuse("rope_scaling", params, "it must be an object")
             if layer_type == "sliding_attention" and "rope_local_base_freq" in self.old_keys:
                 params = {"rope_theta": config.get("rope_local_base_freq", float, 10_000.0)}
-            if params.get("rope_type", params.get("type", "default")) in ("llama3", "yarn"):
-                params.setdefault("original_max_position_embeddings", config.raw("max_position_embeddings"))
+        if params.get("rope_type", params.get("type", "default")) in ("llama3", "yarn"):  # as transformers fills it
+            params.setdefault("original_max_position_embeddings", config.raw("max_position_embeddings"))
         params.setdefault("rope_theta", config.get("rope_theta", float, self.theta))
         if self.fraction_key and "partial_rotary_factor" not in params:
             params["partial_rotary_factor"] = config.get(self.fraction_key, float, self.fraction_default)
@@ -199,7 +200,11 @@ class RopeKeys(Spec):
     def read(self, config, out):
         targets = self.per_type.items() if self.per_type else [(None, self.tag)]
         for layer_type, tag in targets:
-            rope = rope_from(self._params(config, layer_type), f"rope_parameters[{layer_type}]" if layer_type else "rope_parameters", config.family)
+            params = self._params(config, layer_type)
+            if not self.fraction_key and params.get("partial_rotary_factor", 1.0) != 1:
+                # these families rotate every feature: transformers ignores the factor (or fails on it)
+                raise config.refuse("rope_parameters", params, "this type rotates every feature of a head (partial_rotary_factor must be 1)")
+            rope = rope_from(params, f"rope_parameters[{layer_type}]" if layer_type else "rope_parameters", config.family)
             rope = rope.model_copy(update={"layout": self.layout})
             for path, value in (("rope.theta", rope.theta), ("rope.scaling", rope.scaling), ("rope.fraction", rope.fraction), ("rope.layout", rope.layout)):
                 out.set(path, value.model_dump() if isinstance(value, ir.IR) else value, tag)
@@ -268,7 +273,7 @@ class SlidingLayers(Spec):
 
     def read(self, config, out):
         n = out.n_layers
-        window = config.get(self.window_key, int, self.window_default)
+        window = config.get(self.window_key, int, self.window_default, none_is_default=False)  # null: no window
         use = config.get(self.use_key, bool, False) if self.use_key else True
         types = config.get("layer_types", list, None)
         if types is None:

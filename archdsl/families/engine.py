@@ -48,6 +48,7 @@ NOT_ARCHITECTURAL = frozenset(
         "router_aux_loss_coef", "output_router_logits", "router_jitter_noise", "router_z_loss_coef", "aux_loss_alpha",
         "seq_aux", "initializer_factor", "mlp_dropout", "classifier_dropout", "embedding_dropout", "dropout",
         "ffn_dropout", "residual_dropout", "attention_probs_dropout_prob", "hidden_dropout_prob",
+        "gradient_checkpointing", "cache_implementation", "for_llm_compressor", "use_flash_attention", "_flash_attn_2_enabled",
     }
 )
 
@@ -466,9 +467,17 @@ def build(family: Family, out: Settings, name: str) -> ir.Model:
         raise HFError(f"model_type {family.model_type}: the config describes no valid model ({_first_error(exc)})") from None
 
 
-_MODEL_PATHS = {p for p in ("vocab", "d_model", "context", "final_norm", "mtp", "output_scale", "final_softcap")} | {
-    f"embedding.{f}" for f in ir.Embedding.model_fields
-} | {f"norm.{f}" for f in ("kind", "eps", "bias", "zero_centered", "weight_fp32")}
+class _ModelPaths:
+    """Paths of model-level settings: those under a field of ir.Model (a block's norm is the
+    model's unless a spec sets it per tag)."""
+
+    FIELDS = set(ir.Model.model_fields) - set(MODEL_INTERNAL)
+
+    def __contains__(self, path: str) -> bool:
+        return path.split(".", 1)[0] in self.FIELDS
+
+
+_MODEL_PATHS = _ModelPaths()
 
 
 def overlay(flat: dict, updates: dict) -> None:

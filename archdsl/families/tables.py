@@ -60,7 +60,7 @@ family(
         "mistral",
         "MistralForCausalLM",
         [
-            *llama_sizes(context=131_072),
+            *llama_sizes(context=131_072, kv_heads=8),
             *swiglu(),
             Key("sliding_window", "attention.window", default=4096, write_default=True, none_is_value=True),
             RopeKeys(fraction_key=None),
@@ -73,7 +73,7 @@ family(
         "qwen3",
         "Qwen3ForCausalLM",
         [
-            *llama_sizes(context=32_768),
+            *llama_sizes(context=32_768, kv_heads=32),
             *swiglu(),
             AttentionBias(),
             Fixed("attention.qk_norm", "per_head"),
@@ -89,7 +89,7 @@ family(
         "smollm3",
         "SmolLM3ForCausalLM",
         [
-            *llama_sizes(context=32_768, tied=True, head_dim=False),
+            *llama_sizes(context=32_768, tied=True, head_dim=False, kv_heads=4),
             *swiglu(bias_key="mlp_bias"),
             AttentionBias(),
             NoRopeLayers(),
@@ -100,6 +100,7 @@ family(
             RopeKeys(theta=2_000_000.0, fraction_key=None),
         ],
         axes=[rope_axis(), sliding_axis()],
+        ignored=frozenset({"max_window_layers"}),  # in SmolLM3's published config; its transformers class does not read it
     )
 )
 
@@ -126,7 +127,7 @@ def _gemma(model_type: str, architecture: str, gemma3: bool) -> Family:
     and a RoPE per layer type; Gemma 2 softcaps attention logits (Gemma 3's config keeps the
     key, its model ignores it)."""
     specs = [
-        *llama_sizes(context=131_072 if gemma3 else 8192, tied=True),
+        *llama_sizes(context=131_072 if gemma3 else 8192, tied=True, kv_heads=4),
         Fixed("norm.zero_centered", True),
         Fixed("norm.weight_fp32", True),
         Fixed("norms", "sandwich"),
@@ -151,7 +152,9 @@ def _gemma(model_type: str, architecture: str, gemma3: bool) -> Family:
             RopeKeys(fraction_key=None),
             Key("attn_logit_softcapping", "attention.softcap", float, default=50.0, write_default=True, none_is_value=True),
         ]
-    ignored = frozenset({"attn_logit_softcapping"}) if gemma3 else frozenset()  # in Gemma 3's config, unused by its model
+    # hidden_act: Gemma's models read hidden_activation (and the published configs carry both);
+    # sliding_window_size: an older spelling no model reads; Gemma 3's attn_logit_softcapping: unused by its model
+    ignored = frozenset({"hidden_act", "sliding_window_size"} | ({"attn_logit_softcapping"} if gemma3 else set()))
     aliases = {"_sliding_window_pattern": "sliding_window_pattern"} if gemma3 else {}  # transformers' own copy of it
     return Family(model_type, architecture, specs, axes=[sliding_axis({"sliding": "local", "full": "global"})], ignored=ignored, aliases=aliases)
 
@@ -271,7 +274,7 @@ family(
             Fixed("attention.kind", "mla"),
             Key("num_attention_heads", "attention.heads", default=128),
             Custom(("num_key_value_heads",), _same_kv_heads, _kv_heads_write),
-            Key("q_lora_rank", "attention.q_rank", default=1536, write_default=True),
+            Key("q_lora_rank", "attention.q_rank", default=1536, write_default=True, none_is_value=True),
             Key("kv_lora_rank", "attention.kv_rank", default=512),
             Key("qk_nope_head_dim", "attention.qk_nope_dim", default=128),
             Key("qk_rope_head_dim", "attention.qk_rope_dim", default=64),
@@ -303,7 +306,7 @@ family(
         "qwen3_moe",
         "Qwen3MoeForCausalLM",
         [
-            *llama_sizes(context=32_768, head_dim=False),
+            *llama_sizes(context=32_768, head_dim=False, kv_heads=4),
             AttentionBias(),
             Fixed("attention.qk_norm", "per_head"),
             RopeKeys(fraction_key=None),
@@ -325,7 +328,7 @@ family(
         "gpt_oss",
         "GptOssForCausalLM",
         [
-            *llama_sizes(context=131_072, eps=1e-5),
+            *llama_sizes(context=131_072, eps=1e-5, kv_heads=8),
             Fixed("norm.weight_fp32", True),
             AttentionBias(default=True),
             Fixed("attention.sinks", True),
@@ -342,7 +345,8 @@ family(
         ],
         axes=[sliding_axis()],
         aliases={"num_experts": "num_local_experts"},
-        ignored=frozenset({"experts_per_token"}),  # in OpenAI's config.json; transformers reads num_experts_per_tok
+        # in OpenAI's config.json, read by no transformers code (which reads num_experts_per_tok and rope_parameters)
+        ignored=frozenset({"experts_per_token", "initial_context_length"}),
         naming=GPT_OSS,
     )
 )
@@ -352,7 +356,7 @@ family(
         "glm4_moe",
         "Glm4MoeForCausalLM",
         [
-            *llama_sizes(context=131_072, eps=1e-5, head_dim=False),
+            *llama_sizes(context=131_072, eps=1e-5, head_dim=False, kv_heads=8),
             AttentionBias(on=("q", "k", "v")),
             Key("use_qk_norm", "attention.qk_norm", bool, default=False, to_ir=lambda b: "per_head" if b else "none", to_hf=lambda q: q == "per_head"),
             RopeKeys(fraction_default=0.5),
@@ -400,7 +404,7 @@ family(
         "llama4_text",
         "Llama4ForCausalLM",
         [
-            *llama_sizes(context=131_072, eps=1e-5),
+            *llama_sizes(context=131_072, eps=1e-5, kv_heads=8),
             AttentionBias(),
             NoRopeLayers(),
             RopeKeys(theta=500_000.0, layout="interleaved", tag="rope", fraction_key=None),
@@ -420,3 +424,7 @@ family(
         naming=LLAMA4,
     )
 )
+
+
+# More families, one module per group (each registers its tables with `family`).
+from . import group_a, group_b, group_c, group_d  # noqa: E402,F401
