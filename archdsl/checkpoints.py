@@ -29,9 +29,11 @@ class Rule:
     stacked: bool = False
     join: str = "cat"
     needs: str | None = None  # emitted only for a model with this feature: "moe", "mtp", "expert_bias"
+    groups: str = ""  # kv_groups: "kv_heads" (the module's Config field is chosen when it is generated)
+    unsqueezed: bool = False  # stored with a leading dimension of 1 (ERNIE's [1, experts] router bias)
 
-    def source(self) -> str:
-        """The rule as Python source in a generated module."""
+    def source(self, fields: dict[str, str] | None = None) -> str:
+        """The rule as Python source in a generated module (`fields`: Config field names by role)."""
         args = [f'"{self.checkpoint}"', "(" + ", ".join(f'"{p}"' for p in self.params) + ("," if len(self.params) == 1 else "") + ")"]
         if self.transposed:
             args.append("transposed=True")
@@ -39,6 +41,10 @@ class Rule:
             args.append("stacked=True")
         if self.join != "cat":
             args.append(f'join="{self.join}"')
+        if self.groups:
+            args.append(f'groups="{(fields or {}).get(self.groups, self.groups)}"')
+        if self.unsqueezed:
+            args.append("unsqueezed=True")
         return f"Rule({', '.join(args)})"
 
 
@@ -175,6 +181,7 @@ def features(model: ir.Model) -> set[str]:
         out.add("mtp")
     if any(f.bias for f in moe):
         out.add("expert_bias")
+    out |= {f"norms_{b.norms}" for b in blocks}  # where the norms sit decides some names (Falcon's ln_attn, ln_mlp)
     return out
 
 

@@ -535,8 +535,8 @@ class _Planner:
                     "clip_qkv": f"config.{self.clip_qkv[k]}" if self.clip_qkv[k] else None,
                     "bias": set(a.bias),
                     "qk_norm": a.qk_norm,
-                    "q_norm": self.norm_ctor(b.norm, "self.head_dim" if a.qk_norm == "per_head" else f"config.{self.heads[k]} * self.head_dim", self.norm_eps[k]),
-                    "k_norm": self.norm_ctor(b.norm, "self.head_dim" if a.qk_norm == "per_head" else f"config.{self.kv_heads[k] or self.heads[k]} * self.head_dim", self.norm_eps[k]),
+                    "q_norm": self.norm_ctor(b.norm, "self.head_dim" if a.qk_norm != "full" else f"config.{self.heads[k]} * self.head_dim", self.norm_eps[k]),
+                    "k_norm": self.norm_ctor(b.norm, "self.head_dim" if a.qk_norm != "full" else f"config.{self.kv_heads[k] or self.heads[k]} * self.head_dim", self.norm_eps[k]),
                     "norm_eps": f"config.{self.norm_eps[k]}",
                     "sinks": a.sinks,
                     "rope": "never" if rope == "never" else ("always" if rope == "always" else "some"),
@@ -609,9 +609,10 @@ class _Planner:
         expert_hidden = field("expert_hidden", lambda f: f.hidden, "hidden width of each routed expert")
         shared_hidden = field("shared_hidden", lambda f: f.shared_hidden if f.shared else None, "hidden width of the shared experts (together)")
         dense_hidden = field("dense_hidden", lambda f: f.dense_hidden, "hidden width of the dense MLP beside the experts")
-        groups = field("router_groups", lambda f: f.router.groups if isinstance(f.router, ir.Sigmoid) and f.router.groups > 1 else None, "expert groups for group-limited routing")
-        top_groups = field("router_top_groups", lambda f: f.router.top_groups if isinstance(f.router, ir.Sigmoid) and f.router.groups > 1 else None, "groups a token may choose experts from")
-        routed_scale = field("routed_scale", lambda f: f.router.scale if isinstance(f.router, ir.Sigmoid) and f.router.scale != 1 else None, "routed experts' weights are multiplied by this")
+        grouped = (ir.Sigmoid, ir.SoftmaxTopk)
+        groups = field("router_groups", lambda f: f.router.groups if isinstance(f.router, grouped) and f.router.groups > 1 else None, "expert groups for group-limited routing")
+        top_groups = field("router_top_groups", lambda f: f.router.top_groups if isinstance(f.router, grouped) and f.router.groups > 1 else None, "groups a token may choose experts from")
+        routed_scale = field("routed_scale", lambda f: f.router.scale if isinstance(f.router, grouped) and f.router.scale != 1 else None, "routed experts' weights are multiplied by this")
         router_softcap = field("router_softcap", lambda f: f.router.softcap, "router logits are softcapped to (-c, c)")
         alpha = field("swiglu_alpha", lambda f: f.act.alpha if isinstance(f.act, ir.SwigluClamped) else None, "clamped SwiGLU: slope inside the sigmoid")
         limit = field("swiglu_limit", lambda f: f.act.limit if isinstance(f.act, ir.SwigluClamped) else None, "clamped SwiGLU: clamp of gate and up")
@@ -632,7 +633,7 @@ class _Planner:
                 "fp32": isinstance(r, ir.Sigmoid) or (isinstance(r, ir.SoftmaxTopk) and r.fp32),
                 "normalize": getattr(r, "normalize", False),
                 "bias_correction": getattr(r, "bias_correction", False),
-                "grouped": isinstance(r, ir.Sigmoid) and r.groups > 1,
+                "grouped": isinstance(r, ir.Sigmoid | ir.SoftmaxTopk) and r.groups > 1,
                 "groups": f"config.{groups[k]}" if groups[k] else None,
                 "top_groups": f"config.{top_groups[k]}" if top_groups[k] else None,
                 "scale": f"config.{routed_scale[k]}" if routed_scale[k] else None,
@@ -651,7 +652,7 @@ class _Planner:
             plain_act = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}.get(act)
             shared = dense = None
             if f.shared:
-                shared = f"{self.dense_ffn_class('swiglu' if plain_act == 'silu' else 'geglu', plain_act, False, k)}(config.d_model, config.{shared_hidden[k]})"
+                shared = f"{self.dense_ffn_class('swiglu' if plain_act == 'silu' else 'geglu', plain_act, f.shared_bias, k)}(config.d_model, config.{shared_hidden[k]})"
             if f.dense_hidden:
                 dense = f"{self.dense_ffn_class('swiglu' if plain_act == 'silu' else 'geglu', plain_act, False, k)}(config.d_model, config.{dense_hidden[k]})"
             moe = {
@@ -882,7 +883,7 @@ def plan_checkpoint(model: ir.Model, family: str | None) -> dict:
         "family": family or "archdsl",
         "fields_doc": fields_doc,
         "base_prefix": naming.prefix,
-        "rules": [r.source() for r in rules],
+        "rules": [r.source({"kv_heads": _kv_heads_field(model)}) for r in rules],
         "ignored": list(naming.ignored),
         "ignored_doc": naming.ignored_doc,
         "fp8": "fp8" in naming.formats,
@@ -893,12 +894,20 @@ def plan_checkpoint(model: ir.Model, family: str | None) -> dict:
         "transposes": any(r.transposed for r in rules),
         "joins": any(len(r.params) > 1 for r in rules),
         "interleaves": any(r.join == "interleave" for r in rules),
-        "converts": any(r.transposed or r.stacked or len(r.params) > 1 for r in rules),
+        "kv_groups": any(r.join == "kv_groups" for r in rules),
+        "unsqueezes": any(r.unsqueezed for r in rules),
+        "converts": any(r.transposed or r.stacked or r.unsqueezed or len(r.params) > 1 for r in rules),
         "stacked": any(r.stacked for r in rules),
         "mtp": bool(model.mtp),
         "mtp_pattern": next((r.checkpoint for r in rules if r.params[0].startswith("mtp.") and r.checkpoint.endswith("{rest}")), ""),
         "hf_config": hf_config,
     }
+
+
+def _kv_heads_field(model: ir.Model) -> str:
+    """The Config field that counts key/value heads (n_heads for multi-head attention)."""
+    attention = [model.kinds[k].attention for k in model.used_kinds]
+    return "n_heads" if all(isinstance(a, ir.Attention) and a.kind == "mha" for a in attention) else "n_kv_heads"
 
 
 def _json_lines(config: dict, width: int = 96) -> list[str]:
@@ -958,7 +967,14 @@ def _per_kind_values(name: str, var: str, exprs: dict[str, str | None], kinds: l
 def _router_doc(f: ir.Moe) -> str:
     r = f.router
     if isinstance(r, ir.SoftmaxTopk):
-        text = f"Softmax over the {f.experts} experts, then the top {f.top_k}" + (", renormalised to sum to 1" if r.normalize else " (weights not renormalised)")
+        text = f"Softmax over the {f.experts} experts, then the top {f.top_k}"
+        if r.bias_correction:
+            text += " after adding a load-balancing bias"
+        if r.groups > 1:
+            text += f", from the {r.top_groups} of {r.groups} expert groups with the best single expert"
+        text += ", renormalised to sum to 1" if r.normalize else " (weights not renormalised)"
+        if r.scale != 1:
+            text += f", scaled by {r.scale:g}"
     elif isinstance(r, ir.TopkSoftmax):
         text = f"The top {f.top_k} of {f.experts} router logits, then a softmax over them"
     elif isinstance(r, ir.TopkSigmoid):
@@ -1013,6 +1029,8 @@ def _attention_doc(a) -> str:
     extras = []
     if a.qk_norm == "per_head":
         extras.append("queries and keys normalised per head")
+    elif a.qk_norm == "per_head_after_rope":
+        extras.append("queries and keys normalised per head, after RoPE")
     elif a.qk_norm == "full":
         extras.append("queries and keys normalised over the whole projection")
     if a.bias:
@@ -1061,7 +1079,7 @@ def describe(model: ir.Model) -> list[str]:
         if a.sinks:
             bits.append("sinks")
         if a.qk_norm != "none":
-            bits.append({"per_head": "QK norm per head", "full": "QK norm over all heads", "l2": "QK L2 norm"}[a.qk_norm])
+            bits.append({"per_head": "QK norm per head", "full": "QK norm over all heads", "l2": "QK L2 norm", "per_head_after_rope": "QK norm per head after RoPE"}[a.qk_norm])
         if b.rope is None:
             bits.append("NoPE")
         else:

@@ -293,7 +293,7 @@ def _attention_card(att, d_model: int) -> Card:
     if att.chunk is not None:
         items.append(f"chunks of {_int(att.chunk)}")
     if att.qk_norm != "none":
-        items.append({"per_head": "QK norm per head", "full": "QK norm (full width)", "l2": "QK L2 norm"}[att.qk_norm])
+        items.append({"per_head": "QK norm per head", "full": "QK norm (full width)", "l2": "QK L2 norm", "per_head_after_rope": "QK norm per head, after RoPE"}[att.qk_norm])
     if not math.isclose(att.query_scale, att.head_dim**-0.5, rel_tol=1e-12):
         items.append(_scale_text(att.query_scale))
     if att.softcap is not None:
@@ -334,12 +334,10 @@ ACT_NAMES = {"gelu": "GELU", "gelu_tanh": "GELU (tanh)", "relu": "ReLU", "relu2"
 
 
 def _router_text(r) -> str:
-    if r.kind == "softmax_topk":
-        parts = ["softmax, then top-k"] + (["renormalised"] if r.normalize else []) + (["fp32"] if r.fp32 else [])
-    elif r.kind == "topk_softmax":
-        parts = ["top-k, then softmax"]
-    elif r.kind == "sigmoid":
-        parts = ["sigmoid"]
+    if r.kind in ("softmax_topk", "sigmoid"):
+        parts = ["softmax, then top-k" if r.kind == "softmax_topk" else "sigmoid"]
+        if r.kind == "softmax_topk" and r.fp32:
+            parts.append("fp32")
         if r.groups > 1:
             parts.append(f"top {r.top_groups} of {r.groups} groups")
         if r.bias_correction:
@@ -348,6 +346,8 @@ def _router_text(r) -> str:
             parts.append("renormalised")
         if r.scale != 1:
             parts.append(f"×{_num(r.scale)}")
+    elif r.kind == "topk_softmax":
+        parts = ["top-k, then softmax"]
     else:
         parts = ["top-k sigmoid on the input"]
     if r.bias:
@@ -361,7 +361,7 @@ def _ffn_card(ffn) -> Card:
     if isinstance(ffn, ir.Moe):
         items = [f"{ffn.experts} experts", f"top-{ffn.top_k}", f"expert hidden {_int(ffn.hidden)}"]
         if ffn.shared:
-            gate = ", sigmoid-gated" if ffn.shared_gate else ""
+            gate = (", sigmoid-gated" if ffn.shared_gate else "") + (", biases" if ffn.shared_bias else "")
             items.append(f"{ffn.shared} shared expert{'s' if ffn.shared > 1 else ''} (hidden {_int(ffn.shared_hidden)}{gate})")
         if ffn.dense_hidden:
             items.append(f"+ always-on dense MLP (hidden {_int(ffn.dense_hidden)})")

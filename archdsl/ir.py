@@ -108,10 +108,11 @@ class Attention(IR):
     bias: tuple[Literal["q", "k", "v", "o"], ...] = setting(
         (), "projections with a bias; the bare key `bias` means all four (GPT-2), `bias q k v` the Qwen2 style", flag=("q", "k", "v", "o")
     )
-    qk_norm: Literal["none", "per_head", "full", "l2"] = setting(
+    qk_norm: Literal["none", "per_head", "full", "l2", "per_head_after_rope"] = setting(
         "none",
-        "normalise queries and keys before RoPE with the block's norm: over each head (Qwen3, Gemma 3), over the "
-        "whole projection (OLMo 2), or a weightless L2/RMS normalisation per head (Llama 4)",
+        "normalise queries and keys with the block's norm: over each head before RoPE (Qwen3, Gemma 3), over the "
+        "whole projection before RoPE (OLMo 2), a weightless L2/RMS normalisation per head after RoPE (Llama 4), "
+        "or over each head after RoPE (Hunyuan)",
         flag="per_head",
     )
     window: int | None = setting(None, "sliding window: query i attends to keys j with i - window < j <= i", "tokens", gt=0)
@@ -326,13 +327,22 @@ class GeGLU(IR):
 
 
 class SoftmaxTopk(IR):
-    """Softmax over all experts, then the top_k probabilities (Qwen3-MoE)."""
+    """Softmax over all experts, then the top_k probabilities (Qwen3-MoE).
+
+    With groups, experts form `groups` equal groups and only the experts of the `top_groups`
+    groups with the best single probability may be chosen (DeepSeek-V2). With bias_correction, a
+    learned per-expert bias is added to the probabilities to choose the experts, not to weigh
+    them (ERNIE 4.5)."""
 
     kind: Literal["softmax_topk"] = "softmax_topk"
     normalize: bool = setting(False, "rescale the chosen probabilities to sum to 1")
     fp32: bool = setting(False, "compute the router logits in float32 (Grok); otherwise in the model's dtype (Qwen3-MoE)")
     bias: bool = setting(False, "a bias on the router logits")
     softcap: float | None = setting(None, "router logits become softcap · tanh(logits / softcap) (Grok)", gt=0)
+    bias_correction: bool = setting(False, "a per-expert bias that steers the choice of experts, not their weights (ERNIE 4.5)")
+    groups: int = setting(1, "expert groups for group-limited routing (a group scores as its best expert)", gt=0)
+    top_groups: int = setting(1, "groups a token may choose experts from", gt=0)
+    scale: float = setting(1.0, "the routed experts' weights are multiplied by this (routed_scaling_factor)", gt=0)
 
 
 class TopkSoftmax(IR):
@@ -413,6 +423,7 @@ class Moe(IR):
     shared: int = setting(0, "shared experts, applied to every token (fused into one MLP of shared_hidden)")
     shared_hidden: int | None = setting(None, "hidden width of the shared experts together", "features", gt=0, default_doc="hidden × shared")
     shared_gate: bool = setting(False, "the shared experts' output is scaled by a sigmoid of a learned projection of the token (Qwen2-MoE)")
+    shared_bias: bool = setting(False, "biases on the shared experts' projections (DeepSeek-V2's mlp_bias, ERNIE 4.5)")
     act: ExpertAct = setting(Silu(), "the experts' gated activation: silu, gelu, gelu_tanh or swiglu_clamped(alpha, limit)")
     bias: bool = setting(False, "biases on the experts' projections (gpt-oss)")
     dense_hidden: int | None = setting(
@@ -433,18 +444,19 @@ class Moe(IR):
             raise error(at("shared"), f"'shared' must not be negative, found {self.shared}")
         if self.shared == 0 and "shared_hidden" in self.model_fields_set and self.shared_hidden:
             raise error(at("shared_hidden"), "shared_hidden is set but there are no shared experts", "set shared N")
-        if self.shared == 0 and self.shared_gate:
-            raise error(at("shared_gate"), "shared_gate is set but there are no shared experts", "set shared N")
+        if self.shared == 0 and (self.shared_gate or self.shared_bias):
+            which = "shared_gate" if self.shared_gate else "shared_bias"
+            raise error(at(which), f"{which} is set but there are no shared experts", "set shared N")
         if self.shared_hidden is not None and self.shared_hidden > 10**30:  # derived: hidden × shared
             raise error(at("shared"), f"the shared experts' width hidden × shared is {self.shared_hidden:.3g}, past the limit of 10**30", "set shared_hidden, or fewer shared experts")
         r = self.router
-        if isinstance(r, Sigmoid):
+        if isinstance(r, Sigmoid | SoftmaxTopk):
             if self.experts % r.groups:
                 raise error(at("router.groups"), f"{self.experts} experts do not split into {r.groups} equal groups")
             if r.top_groups > r.groups:
                 raise error(at("router.top_groups"), f"top_groups {r.top_groups} is more than the {r.groups} groups")
             per_group = self.experts // r.groups
-            if r.groups > 1 and per_group < 2:
+            if isinstance(r, Sigmoid) and r.groups > 1 and per_group < 2:
                 raise error(at("router.groups"), f"groups of {per_group} expert: a group is scored by its two best experts")
             if r.top_groups * per_group < self.top_k:
                 raise error(at("router.top_groups"), f"{r.top_groups} groups of {per_group} experts cannot supply top_k {self.top_k} experts")

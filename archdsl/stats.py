@@ -52,7 +52,7 @@ def attention_params(att: ir.Attention | ir.Mla, d_model: int, norm) -> int:
     kv_out = att.kv_heads * att.head_dim
     n = d_model * q_out + 2 * d_model * kv_out + q_out * d_model
     n += sum({"q": q_out, "k": kv_out, "v": kv_out, "o": d_model}[p] for p in att.bias)
-    if att.qk_norm == "per_head":
+    if att.qk_norm in ("per_head", "per_head_after_rope"):
         n += 2 * norm_params(norm, att.head_dim)
     elif att.qk_norm == "full":
         n += norm_params(norm, q_out) + norm_params(norm, kv_out)
@@ -105,6 +105,18 @@ def ffn_params(ffn, d_model: int) -> int:
     return 3 * d_model * ffn.hidden + ((2 * ffn.hidden + d_model) if ffn.bias else 0)
 
 
+def shared_params(ffn: ir.Moe, d_model: int) -> int:
+    """The shared experts (one gated MLP of shared_hidden), their biases and gate."""
+    if not ffn.shared:
+        return 0
+    n = 3 * d_model * ffn.shared_hidden
+    if ffn.shared_bias:
+        n += 2 * ffn.shared_hidden + d_model
+    if ffn.shared_gate:
+        n += d_model
+    return n
+
+
 def ffn_components(ffn, d_model: int) -> dict[str, int]:
     """A feed-forward's parameters by part: dense_ffn (a dense MLP, or the always-on MLP beside
     experts), routed_experts, shared_experts, routers."""
@@ -113,7 +125,7 @@ def ffn_components(ffn, d_model: int) -> dict[str, int]:
     return {
         "routed_experts": ffn.experts * expert_params(ffn, d_model),
         "routers": ffn.experts * d_model + (ffn.experts if ffn.router.bias else 0),
-        "shared_experts": (3 * d_model * ffn.shared_hidden + (d_model if ffn.shared_gate else 0)) if ffn.shared else 0,
+        "shared_experts": shared_params(ffn, d_model),
         "dense_ffn": 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0,
     }
 

@@ -511,7 +511,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"], "num_hidden_layers": 62,
 "vocab_size": 262208, "hidden_size": 5376, "num_attention_heads": 32, "num_key_value_heads": 16,
-"max_position_embeddings": 131072, "rms_norm_eps": 1e-06, "tie_word_embeddings": true,
+"max_position_embeddings": 131072, "tie_word_embeddings": true, "rms_norm_eps": 1e-06,
 "head_dim": 128, "intermediate_size": 21504, "hidden_activation": "gelu_pytorch_tanh",
 "attention_bias": false, "query_pre_attn_scalar": 168, "final_logit_softcapping": null,
 "use_bidirectional_attention": false, "sliding_window": 1024,

@@ -696,7 +696,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "glm4_moe", "architectures": ["Glm4MoeForCausalLM"], "num_hidden_layers": 92,
 "vocab_size": 151552, "hidden_size": 5120, "num_attention_heads": 96, "num_key_value_heads": 8,
-"max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"max_position_embeddings": 131072, "tie_word_embeddings": false, "rms_norm_eps": 1e-05,
 "head_dim": 128, "attention_bias": true, "use_qk_norm": true,
 "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default",
 "partial_rotary_factor": 0.5}, "first_k_dense_replace": 3, "intermediate_size": 12288,

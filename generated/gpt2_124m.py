@@ -479,6 +479,17 @@ def checkpoint_layout(shapes: dict[str, tuple[int, ...]]) -> dict[str, Place]:
     return layout
 
 
+def split_rows(tensor: torch.Tensor, place: Place, sizes: list[int]) -> list[torch.Tensor]:
+    """A stored tensor that joins several params along its first dimension → their tensors
+    (whose first dimensions are `sizes`)."""
+    return list(tensor.split(sizes))
+
+
+def join_rows(parts: list[torch.Tensor], place: Place) -> torch.Tensor:
+    """The inverse of split_rows."""
+    return torch.cat(parts)
+
+
 def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]) -> None:
     """Copy a stored tensor into the parameters it holds (converted to their layout, dtype and device)."""
     targets = [tensors[p] for p in place.params]
@@ -486,8 +497,7 @@ def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]
     if place.rule.transposed and tensor.dim() >= 2:
         tensor = tensor.transpose(-1, -2)
     if len(targets) > 1:
-        pieces = tensor.split([t.shape[0] for t in targets])
-        for target, piece in zip(targets, pieces):
+        for target, piece in zip(targets, split_rows(tensor, place, [t.shape[0] for t in targets])):
             target.copy_(piece)
         return
     targets[0].copy_(tensor)
@@ -496,7 +506,7 @@ def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]
 def stored_tensor(place: Place, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     """The inverse of load_tensor: the tensor to store, built from the parameters it holds."""
     parts = [tensors[p].detach() for p in place.params]
-    tensor = torch.cat(parts)
+    tensor = join_rows(parts, place) if len(parts) > 1 else parts[0]
     if place.rule.transposed and tensor.dim() >= 2:
         tensor = tensor.transpose(-1, -2)
     return tensor.contiguous()

@@ -672,7 +672,7 @@ CHECKPOINT_RULES = (
 HF_CONFIG = """
 {"model_type": "gpt_oss", "architectures": ["GptOssForCausalLM"], "num_hidden_layers": 24,
 "vocab_size": 201088, "hidden_size": 2880, "num_attention_heads": 64, "num_key_value_heads": 8,
-"max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"max_position_embeddings": 131072, "tie_word_embeddings": false, "rms_norm_eps": 1e-05,
 "head_dim": 64, "attention_bias": true, "sliding_window": 128,
 "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention",
 "sliding_attention", "full_attention", "sliding_attention", "full_attention",
@@ -733,6 +733,21 @@ def checkpoint_layout(shapes: dict[str, tuple[int, ...]]) -> dict[str, Place]:
     return layout
 
 
+def split_rows(tensor: torch.Tensor, place: Place, sizes: list[int]) -> list[torch.Tensor]:
+    """A stored tensor that joins several params along its first dimension → their tensors
+    (whose first dimensions are `sizes`)."""
+    if place.rule.join == "interleave":  # row by row in turn
+        return [tensor[i :: len(sizes)] for i in range(len(sizes))]
+    return list(tensor.split(sizes))
+
+
+def join_rows(parts: list[torch.Tensor], place: Place) -> torch.Tensor:
+    """The inverse of split_rows."""
+    if place.rule.join == "interleave":
+        return torch.stack(parts, dim=1).flatten(0, 1)
+    return torch.cat(parts)
+
+
 def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]) -> None:
     """Copy a stored tensor into the parameters it holds (converted to their layout, dtype and device)."""
     targets = [tensors[p] for p in place.params]
@@ -748,11 +763,7 @@ def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]
     if place.rule.transposed and tensor.dim() >= 2:
         tensor = tensor.transpose(-1, -2)
     if len(targets) > 1:
-        if place.rule.join == "interleave":
-            pieces = [tensor[i :: len(targets)] for i in range(len(targets))]
-        else:
-            pieces = tensor.split([t.shape[0] for t in targets])
-        for target, piece in zip(targets, pieces):
+        for target, piece in zip(targets, split_rows(tensor, place, [t.shape[0] for t in targets])):
             target.copy_(piece)
         return
     targets[0].copy_(tensor)
@@ -769,10 +780,7 @@ def stored_tensor(place: Place, tensors: dict[str, torch.Tensor]) -> torch.Tenso
                 for e in range(place.shape[0])
             ]
         )
-    if len(parts) > 1 and place.rule.join == "interleave":
-        tensor = torch.stack(parts, dim=1).flatten(0, 1)
-    else:
-        tensor = torch.cat(parts)
+    tensor = join_rows(parts, place) if len(parts) > 1 else parts[0]
     if place.rule.transposed and tensor.dim() >= 2:
         tensor = tensor.transpose(-1, -2)
     return tensor.contiguous()

@@ -677,7 +677,7 @@ CHECKPOINT_RULES = (
 HF_CONFIG = """
 {"model_type": "llama4_text", "architectures": ["Llama4ForCausalLM"], "num_hidden_layers": 48,
 "vocab_size": 202048, "hidden_size": 5120, "num_attention_heads": 40, "num_key_value_heads": 8,
-"max_position_embeddings": 1048576, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"max_position_embeddings": 1048576, "tie_word_embeddings": false, "rms_norm_eps": 1e-05,
 "head_dim": 128, "attention_bias": false, "no_rope_layers": [1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0,
 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0,
 1, 1, 1, 0], "no_rope_layer_interval": 4, "rope_parameters": {"rope_theta": 500000.0,
@@ -747,6 +747,17 @@ def checkpoint_layout(shapes: dict[str, tuple[int, ...]]) -> dict[str, Place]:
     return layout
 
 
+def split_rows(tensor: torch.Tensor, place: Place, sizes: list[int]) -> list[torch.Tensor]:
+    """A stored tensor that joins several params along its first dimension → their tensors
+    (whose first dimensions are `sizes`)."""
+    return list(tensor.split(sizes))
+
+
+def join_rows(parts: list[torch.Tensor], place: Place) -> torch.Tensor:
+    """The inverse of split_rows."""
+    return torch.cat(parts)
+
+
 def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]) -> None:
     """Copy a stored tensor into the parameters it holds (converted to their layout, dtype and device)."""
     targets = [tensors[p] for p in place.params]
@@ -762,8 +773,7 @@ def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]
     if place.rule.transposed and tensor.dim() >= 2:
         tensor = tensor.transpose(-1, -2)
     if len(targets) > 1:
-        pieces = tensor.split([t.shape[0] for t in targets])
-        for target, piece in zip(targets, pieces):
+        for target, piece in zip(targets, split_rows(tensor, place, [t.shape[0] for t in targets])):
             target.copy_(piece)
         return
     targets[0].copy_(tensor)
@@ -780,7 +790,7 @@ def stored_tensor(place: Place, tensors: dict[str, torch.Tensor]) -> torch.Tenso
                 for e in range(place.shape[0])
             ]
         )
-    tensor = torch.cat(parts)
+    tensor = join_rows(parts, place) if len(parts) > 1 else parts[0]
     if place.rule.transposed and tensor.dim() >= 2:
         tensor = tensor.transpose(-1, -2)
     return tensor.contiguous()

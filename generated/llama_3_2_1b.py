@@ -503,7 +503,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 16,
 "vocab_size": 128256, "hidden_size": 2048, "num_attention_heads": 32, "num_key_value_heads": 8,
-"max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "tie_word_embeddings": true,
+"max_position_embeddings": 131072, "tie_word_embeddings": true, "rms_norm_eps": 1e-05,
 "head_dim": 64, "intermediate_size": 8192, "hidden_act": "silu", "mlp_bias": false,
 "attention_bias": false, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3",
 "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,

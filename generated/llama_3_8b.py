@@ -447,7 +447,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 32,
 "vocab_size": 128256, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
-"max_position_embeddings": 8192, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"max_position_embeddings": 8192, "tie_word_embeddings": false, "rms_norm_eps": 1e-05,
 "head_dim": 128, "intermediate_size": 14336, "hidden_act": "silu", "mlp_bias": false,
 "attention_bias": false, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"},
 "pad_token_id": null, "bos_token_id": null, "eos_token_id": null}

@@ -447,7 +447,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "mistral", "architectures": ["MistralForCausalLM"], "num_hidden_layers": 40,
 "vocab_size": 131072, "hidden_size": 5120, "num_attention_heads": 32, "num_key_value_heads": 8,
-"max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "tie_word_embeddings": false,
+"max_position_embeddings": 131072, "tie_word_embeddings": false, "rms_norm_eps": 1e-05,
 "head_dim": 128, "intermediate_size": 32768, "hidden_act": "silu", "sliding_window": null,
 "rope_parameters": {"rope_theta": 1000000000.0, "rope_type": "default"}, "pad_token_id": null,
 "bos_token_id": null, "eos_token_id": null}

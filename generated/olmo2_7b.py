@@ -446,7 +446,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "num_hidden_layers": 32,
 "vocab_size": 100352, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 32,
-"max_position_embeddings": 4096, "rms_norm_eps": 1e-06, "tie_word_embeddings": false,
+"max_position_embeddings": 4096, "tie_word_embeddings": false, "rms_norm_eps": 1e-06,
 "intermediate_size": 11008, "hidden_act": "silu", "attention_bias": false,
 "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}, "pad_token_id": null,
 "bos_token_id": null, "eos_token_id": null}

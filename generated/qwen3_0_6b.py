@@ -469,7 +469,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "num_hidden_layers": 28,
 "vocab_size": 151936, "hidden_size": 1024, "num_attention_heads": 16, "num_key_value_heads": 8,
-"max_position_embeddings": 40960, "rms_norm_eps": 1e-06, "tie_word_embeddings": true,
+"max_position_embeddings": 40960, "tie_word_embeddings": true, "rms_norm_eps": 1e-06,
 "head_dim": 128, "intermediate_size": 3072, "hidden_act": "silu", "attention_bias": false,
 "sliding_window": null, "use_sliding_window": false, "layer_types": ["full_attention",
 "full_attention", "full_attention", "full_attention", "full_attention", "full_attention",

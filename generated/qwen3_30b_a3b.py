@@ -557,7 +557,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "num_hidden_layers": 48,
 "vocab_size": 151936, "hidden_size": 2048, "num_attention_heads": 32, "num_key_value_heads": 4,
-"max_position_embeddings": 40960, "rms_norm_eps": 1e-06, "tie_word_embeddings": false,
+"max_position_embeddings": 40960, "tie_word_embeddings": false, "rms_norm_eps": 1e-06,
 "head_dim": 128, "attention_bias": false, "rope_parameters": {"rope_theta": 1000000.0,
 "rope_type": "default"}, "decoder_sparse_step": 1, "mlp_only_layers": [],
 "intermediate_size": 6144, "hidden_act": "silu", "num_local_experts": 128,

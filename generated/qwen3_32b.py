@@ -451,7 +451,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "num_hidden_layers": 64,
 "vocab_size": 151936, "hidden_size": 5120, "num_attention_heads": 64, "num_key_value_heads": 8,
-"max_position_embeddings": 40960, "rms_norm_eps": 1e-06, "tie_word_embeddings": false,
+"max_position_embeddings": 40960, "tie_word_embeddings": false, "rms_norm_eps": 1e-06,
 "head_dim": 128, "intermediate_size": 25600, "hidden_act": "silu", "attention_bias": false,
 "sliding_window": null, "use_sliding_window": false, "layer_types": ["full_attention",
 "full_attention", "full_attention", "full_attention", "full_attention", "full_attention",

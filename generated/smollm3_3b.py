@@ -476,7 +476,7 @@ CHECKPOINT_IGNORED = ("model.layers.{layer}.self_attn.rotary_emb.inv_freq",)
 HF_CONFIG = """
 {"model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"], "num_hidden_layers": 36,
 "vocab_size": 128256, "hidden_size": 2048, "num_attention_heads": 16, "num_key_value_heads": 4,
-"max_position_embeddings": 65536, "rms_norm_eps": 1e-06, "tie_word_embeddings": true,
+"max_position_embeddings": 65536, "tie_word_embeddings": true, "rms_norm_eps": 1e-06,
 "intermediate_size": 11008, "hidden_act": "silu", "mlp_bias": false, "attention_bias": false,
 "no_rope_layers": [1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1,
 1, 0, 1, 1, 1, 0, 1, 1, 1, 0], "no_rope_layer_interval": 4, "sliding_window": null,

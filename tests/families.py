@@ -42,6 +42,8 @@ SIZES = {
     "first_k_dense_replace": 1,
     "max_window_layers": 2,
     "rotary_dim": 8,
+    "moe_num_experts": 8,
+    "moe_k": 2,
 }
 # Lists transformers derives from other keys when they are absent.
 DERIVED = ("layer_types", "no_rope_layers", "moe_layers", "mlp_layer_types")
@@ -51,6 +53,11 @@ OVERRIDES: dict[str, dict] = {
     "gemma3_text": {"num_hidden_layers": 6},  # one period of 5 sliding : 1 full
     "nemotron": {"num_key_value_heads": 2},  # its default (None) crashes transformers' model
     "ministral": {"head_dim": 16},  # null by default: transformers crashes
+    "falcon": {"num_kv_heads": 4},  # one per query head, as the config class fills it
+    "deepseek_v2": {"num_experts_per_tok": 2, "first_k_dense_replace": 1},  # no default top-k
+    "hunyuan_v1_dense": {"head_dim": 16},  # null by default: transformers crashes
+    "hunyuan_v1_moe": {"head_dim": 16, "num_experts": 8, "moe_topk": 2},
+    "ernie4_5_moe": {"moe_layer_end_index": -1},
     "dots1": {"n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2},  # null by default: transformers crashes
 }
 
@@ -92,7 +99,19 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "granite": {"multipliers": {"embedding_multiplier": 12.0, "attention_multiplier": 0.015625, "residual_multiplier": 0.22, "logits_scaling": 8.0}},
     "granitemoe": {"multipliers": {"embedding_multiplier": 12.0, "attention_multiplier": 0.0078125, "residual_multiplier": 0.22, "logits_scaling": 6.0}},
     "olmo": {"clip_qkv": {"clip_qkv": 0.05}},
+    "olmoe": {"clip_qkv": {"clip_qkv": 0.05}},
     "phi": {"qk_layernorm": {"qk_layernorm": True}},
+    "gpt_neox": {"sequential": {"use_parallel_residual": False, "attention_bias": False}},
+    "falcon": {
+        "new_architecture": {"new_decoder_architecture": True, "num_kv_heads": 2, "bias": True},
+        "new_architecture_one_norm": {"new_decoder_architecture": True, "num_kv_heads": 2, "num_ln_in_parallel_attn": 1},
+        "multi_head": {"multi_query": False},
+        "sequential": {"parallel_attn": False, "multi_query": False, "bias": True},
+    },
+    "gpt_bigcode": {"multi_head": {"multi_query": False}},
+    "deepseek_v2": {"grouped": {"topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5, "mlp_bias": True}},
+    "ernie4_5_moe": {"bias": {"use_bias": True, "moe_layer_start_index": 0}},
+    "hunyuan_v1_dense": {"ntk_alpha": {"rope_parameters": {"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}}},
 }
 
 

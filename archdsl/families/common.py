@@ -15,9 +15,10 @@ from .engine import REQUIRED, Config, Const, Fixed, HFError, Key, Settings, Spec
 # Sizes, norms and the embedding under Llama's names
 
 
-def llama_sizes(context: int, eps: float = 1e-6, tied: bool = False, head_dim: bool = True, kv_heads: int | None = None) -> list[Spec]:
+def llama_sizes(context: int, eps: float | None = 1e-6, tied: bool = False, head_dim: bool = True, kv_heads: int | None = None) -> list[Spec]:
     """Vocabulary, width, heads, context, RMSNorm eps, tying and head_dim under Llama's key names
-    (`head_dim`: whether the family's config class has that key; `kv_heads`: what an absent
+    (`eps`: of the RMSNorm, None for a family of another norm; `head_dim`: whether the family's
+    config class has that key; `kv_heads`: what an absent
     num_key_value_heads means — the config class's default, or None for one per query head)."""
     specs: list[Spec] = [
         Key("vocab_size", "vocab"),
@@ -25,10 +26,10 @@ def llama_sizes(context: int, eps: float = 1e-6, tied: bool = False, head_dim: b
         Key("num_attention_heads", "attention.heads"),
         Key("num_key_value_heads", "attention.kv_heads", default=kv_heads),
         Key("max_position_embeddings", "context", default=context),
-        Key("rms_norm_eps", "norm.eps", float, default=eps),
-        Fixed("norm.kind", "rms"),
         Key("tie_word_embeddings", "embedding.tied", bool, default=tied),
     ]
+    if eps is not None:  # an RMSNorm (eps None: the family says which norm)
+        specs += [Key("rms_norm_eps", "norm.eps", float, default=eps), Fixed("norm.kind", "rms")]
     specs.append(HeadDim(written=head_dim))
     return specs
 
@@ -169,9 +170,11 @@ class RopeKeys(Spec):
     fraction_key: str | None = "partial_rotary_factor"
     fraction_default: float = 1.0
     write_fraction: str = "inside"  # where export writes a partial factor: "inside", "top" or "both"
+    theta_key: str = "rope_theta"  # the older top-level key of the base (GPT-NeoX: rotary_emb_base)
 
     def __post_init__(self) -> None:
-        self.keys = ("rope_parameters", "rope_theta", "rope_scaling") + ((self.fraction_key,) if self.fraction_key else ()) + self.old_keys
+        keys = ("rope_parameters", "rope_theta", "rope_scaling", self.theta_key) + ((self.fraction_key,) if self.fraction_key else ()) + self.old_keys
+        self.keys = tuple(dict.fromkeys(keys))
 
     def _params(self, config: Config, layer_type: str | None) -> dict:
         params = config.raw("rope_parameters")
@@ -192,7 +195,7 @@ class RopeKeys(Spec):
                 params = {"rope_theta": config.get("rope_local_base_freq", float, 10_000.0)}
         if params.get("rope_type", params.get("type", "default")) in ("llama3", "yarn"):  # as transformers fills it
             params.setdefault("original_max_position_embeddings", config.raw("max_position_embeddings"))
-        params.setdefault("rope_theta", config.get("rope_theta", float, self.theta))
+        params.setdefault("rope_theta", config.get(self.theta_key, float, self.theta))
         if self.fraction_key and "partial_rotary_factor" not in params:
             params["partial_rotary_factor"] = config.get(self.fraction_key, float, self.fraction_default)
         return params

@@ -81,8 +81,8 @@ def _mixtral_naming(name: str, formats: tuple[str, ...] = ()) -> Naming:
 MIXTRAL = _mixtral_naming("mixtral")
 MINIMAX_M2 = _mixtral_naming("minimax_m2", formats=("fp8",))  # MiniMax publishes block-scaled FP8 weights
 
-# GPT-BigCode: GPT-2's names, but nn.Linear layers ([out, in], no transpose); the fused c_attn of
-# multi-query attention is [Q | K | V] (one key/value head).
+# GPT-BigCode: GPT-2's names, but nn.Linear layers ([out, in], no transpose); the fused c_attn
+# holds q, k and v by key/value head.
 GPT_BIGCODE = Naming(
     "gpt_bigcode",
     "transformer.",
@@ -92,7 +92,8 @@ GPT_BIGCODE = Naming(
         Rule("transformer.ln_f.{rest}", ("norm.{rest}",)),
         Rule("transformer.h.{layer}.ln_1.{rest}", ("layers.{layer}.input_layernorm.{rest}",)),
         Rule("transformer.h.{layer}.ln_2.{rest}", ("layers.{layer}.post_attention_layernorm.{rest}",)),
-        Rule("transformer.h.{layer}.attn.c_attn.{rest}", tuple(f"layers.{{layer}}.self_attn.{p}_proj.{{rest}}" for p in "qkv")),
+        # multi-query: [Q | K | V]; multi-head: head by head [q_h, k_h, v_h] — both one group per key/value head
+        Rule("transformer.h.{layer}.attn.c_attn.{rest}", tuple(f"layers.{{layer}}.self_attn.{p}_proj.{{rest}}" for p in "qkv"), join="kv_groups", groups="kv_heads"),
         Rule("transformer.h.{layer}.attn.c_proj.{rest}", ("layers.{layer}.self_attn.o_proj.{rest}",)),
         Rule("transformer.h.{layer}.mlp.c_fc.{rest}", ("layers.{layer}.mlp.up_proj.{rest}",)),
         Rule("transformer.h.{layer}.mlp.c_proj.{rest}", ("layers.{layer}.mlp.down_proj.{rest}",)),
@@ -158,7 +159,7 @@ family(
             Consistent("head_dim", lambda out: out.get("d_model") // out.get("attention.heads"), "OLMoE's q_norm spans hidden_size, so head_dim must be hidden_size / heads"),
             AttentionBias(),
             Fixed("attention.qk_norm", "full"),
-            Const("clip_qkv", None, "clamping q, k and v to ±clip_qkv is not supported"),
+            Key("clip_qkv", "attention.clip_qkv", float, default=None, none_is_value=True),
             RopeKeys(fraction_key=None),
             full_rotary("olmoe"),
             *moe("num_experts", "num_experts_per_tok", "intermediate_size", (64, 8, 2048), tag=None),
@@ -194,13 +195,12 @@ family(
             Key("n_embd", "d_model", default=768),
             Key("n_positions", "context", default=1024),
             Key("n_head", "attention.heads", default=12),
-            # multi-head GPT-BigCode fuses q, k and v head by head ([q_h, k_h, v_h] blocks) in c_attn
-            Const(
-                "multi_query",
-                True,
-                "multi-head GPT-BigCode stores q, k and v interleaved head by head in c_attn, a layout archdsl's checkpoint rules cannot express",
+            # multi-query attention (one key/value head), or multi-head
+            Custom(
+                ("multi_query",),
+                lambda config, out: out.set("attention.kv_heads", 1 if config.get("multi_query", bool, True) else out.get("attention.heads")),
+                lambda view, config: config.__setitem__("multi_query", view.value("attention.kv_heads") == 1),
             ),
-            Fixed("attention.kv_heads", 1),
             Custom(("scale_attn_weights",), _bigcode_scale, _bigcode_scale_write),
             Fixed("norm.kind", "layernorm"),
             Key("layer_norm_epsilon", "norm.eps", float, default=1e-5),

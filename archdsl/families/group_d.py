@@ -4,7 +4,7 @@ squared-ReLU, clipped QKV, gated shared experts and weightless norms."""
 from __future__ import annotations
 
 from ..checkpoints import LLAMA, Naming, Rule
-from .common import AttentionBias, HeadDim, RopeKeys, SlidingLayers, SparseStep, llama_sizes, swiglu
+from .common import AttentionBias, HeadDim, RopeKeys, SlidingLayers, SparseStep, every, llama_sizes, swiglu
 from .engine import Choice, Const, Custom, Family, Fixed, Key, ffn_axis, sliding_axis
 from .tables import family
 
@@ -137,7 +137,7 @@ family(
         "cohere",
         "CohereForCausalLM",
         [
-            *llama_sizes(context=8192, tied=True, head_dim=False),
+            *llama_sizes(context=8192, eps=None, tied=True, head_dim=False),
             Fixed("norm.kind", "layernorm"),
             Fixed("norm.bias", False),
             Key("layer_norm_eps", "norm.eps", float, default=1e-5),
@@ -318,5 +318,174 @@ family(
         ],
         axes=[ffn_axis(), sliding_axis()],
         naming=QWEN2_MOE_NAMES,
+    )
+)
+
+
+GPT_NEOX_NAMES = Naming(
+    "gpt_neox",
+    "gpt_neox.",
+    (
+        Rule("gpt_neox.embed_in.weight", ("embed_tokens.weight",)),
+        Rule("gpt_neox.final_layer_norm.{rest}", ("norm.{rest}",)),
+        # q, k and v fused, head by head: [q_0, k_0, v_0, q_1, k_1, v_1, ...]
+        Rule(
+            "gpt_neox.layers.{layer}.attention.query_key_value.{rest}",
+            tuple(f"layers.{{layer}}.self_attn.{p}_proj.{{rest}}" for p in "qkv"),
+            join="kv_groups",
+            groups="kv_heads",
+        ),
+        Rule("gpt_neox.layers.{layer}.attention.dense.{rest}", ("layers.{layer}.self_attn.o_proj.{rest}",)),
+        Rule("gpt_neox.layers.{layer}.mlp.dense_h_to_4h.{rest}", ("layers.{layer}.mlp.up_proj.{rest}",)),
+        Rule("gpt_neox.layers.{layer}.mlp.dense_4h_to_h.{rest}", ("layers.{layer}.mlp.down_proj.{rest}",)),
+        Rule("gpt_neox.layers.{layer}.{rest}", ("layers.{layer}.{rest}",)),
+        Rule("embed_out.weight", ("lm_head.weight",)),
+    ),
+    ignored=(
+        "gpt_neox.layers.{layer}.attention.bias",
+        "gpt_neox.layers.{layer}.attention.masked_bias",
+        "gpt_neox.layers.{layer}.attention.rotary_emb.inv_freq",
+    ),
+    ignored_doc="the causal-mask buffers and RoPE frequencies of old (Pythia) checkpoints",
+)
+
+family(
+    Family(
+        "gpt_neox",
+        "GPTNeoXForCausalLM",
+        [
+            Key("vocab_size", "vocab", default=50432),
+            Key("hidden_size", "d_model", default=6144),
+            Key("num_attention_heads", "attention.heads", default=64),
+            Key("max_position_embeddings", "context", default=2048),
+            Fixed("norm.kind", "layernorm"),
+            Key("layer_norm_eps", "norm.eps", float, default=1e-5),
+            Key("tie_word_embeddings", "embedding.tied", bool, default=False),
+            Key("use_parallel_residual", "norms", bool, default=True, to_ir=lambda b: "parallel_separate" if b else "pre", to_hf=lambda n: n == "parallel_separate"),
+            Key("attention_bias", "attention.bias", bool, default=True, to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool),
+            RopeKeys(fraction_key="rotary_pct", fraction_default=0.25, theta_key="rotary_emb_base"),
+            Key("intermediate_size", "ffn.hidden", default=24576),
+            Fixed("ffn.kind", "mlp"),
+            Fixed("ffn.bias", True),
+            Choice("hidden_act", "ffn.act", GELU_ACTS, default="gelu"),
+        ],
+        ignored=frozenset({"is_decoder"}),  # unused by the causal LM
+        naming=GPT_NEOX_NAMES,
+    )
+)
+
+
+def _falcon_read(config, out):
+    """Falcon's block and attention variants, from four switches."""
+    new = config.get("new_decoder_architecture", bool, False)
+    heads = out.get("attention.heads")
+    kv = config.get("num_kv_heads", int, None)
+    if config.get("alibi", bool, False):
+        raise config.refuse("alibi", True, "ALiBi positions are not supported (archdsl has RoPE, learned positions or none)")
+    parallel = config.get("parallel_attn", bool, True)
+    norms = config.get("num_ln_in_parallel_attn", int, None)
+    if new:
+        if not parallel:
+            raise config.refuse("parallel_attn", False, "Falcon's new decoder architecture is always parallel (transformers fails otherwise)")
+        out.set("attention.kv_heads", kv if kv is not None else heads)
+        out.set("norms", "parallel" if norms == 1 else "parallel_separate")
+    else:
+        if config.get("multi_query", bool, True):
+            out.set("attention.kv_heads", 1)
+        elif kv not in (None, heads):
+            raise config.refuse("num_kv_heads", kv, "the old architecture without multi_query has one key/value head per query head")
+        else:
+            out.set("attention.kv_heads", heads)
+        if norms not in (None, 1):
+            raise config.refuse("num_ln_in_parallel_attn", norms, "the old architecture has one norm in a parallel block")
+        out.set("norms", "parallel" if parallel else "pre")
+
+
+def _falcon_write(view, config):
+    heads, kv, norms = view.value("attention.heads"), view.value("attention.kv_heads"), view.value("norms")
+    old_mqa = kv == 1 and norms in ("parallel", "pre")
+    old_mha = kv == heads and norms in ("parallel", "pre")
+    config["alibi"] = False
+    config["new_decoder_architecture"] = not (old_mqa or old_mha)
+    config["multi_query"] = old_mqa
+    config["num_kv_heads"] = kv
+    config["parallel_attn"] = norms != "pre"
+    config["num_ln_in_parallel_attn"] = 2 if norms == "parallel_separate" else (1 if config["new_decoder_architecture"] else None)
+
+
+FALCON_NAMES = Naming(
+    "falcon",
+    "transformer.",
+    (
+        Rule("transformer.word_embeddings.weight", ("embed_tokens.weight",)),
+        Rule("transformer.ln_f.{rest}", ("norm.{rest}",)),
+        # q, k and v fused by key/value head: each with its query heads, then its key and value
+        Rule(
+            "transformer.h.{layer}.self_attention.query_key_value.{rest}",
+            tuple(f"layers.{{layer}}.self_attn.{p}_proj.{{rest}}" for p in "qkv"),
+            join="kv_groups",
+            groups="kv_heads",
+        ),
+        Rule("transformer.h.{layer}.self_attention.dense.{rest}", ("layers.{layer}.self_attn.o_proj.{rest}",)),
+        Rule("transformer.h.{layer}.mlp.dense_h_to_4h.{rest}", ("layers.{layer}.mlp.up_proj.{rest}",)),
+        Rule("transformer.h.{layer}.mlp.dense_4h_to_h.{rest}", ("layers.{layer}.mlp.down_proj.{rest}",)),
+        # two norms in a parallel block: ln_attn and ln_mlp
+        Rule("transformer.h.{layer}.ln_attn.{rest}", ("layers.{layer}.input_layernorm.{rest}",), needs="norms_parallel_separate"),
+        Rule("transformer.h.{layer}.ln_mlp.{rest}", ("layers.{layer}.post_attention_layernorm.{rest}",), needs="norms_parallel_separate"),
+        Rule("transformer.h.{layer}.{rest}", ("layers.{layer}.{rest}",)),
+        Rule("lm_head.weight", ("lm_head.weight",)),
+    ),
+)
+
+family(
+    Family(
+        "falcon",
+        "FalconForCausalLM",
+        [
+            Key("vocab_size", "vocab", default=65024),
+            Key("hidden_size", "d_model", default=4544),
+            Key("num_attention_heads", "attention.heads", default=71),
+            Key("max_position_embeddings", "context", default=2048),
+            Fixed("norm.kind", "layernorm"),
+            Key("layer_norm_epsilon", "norm.eps", float, default=1e-5),
+            Key("tie_word_embeddings", "embedding.tied", bool, default=True),
+            Custom(("new_decoder_architecture", "num_kv_heads", "multi_query", "parallel_attn", "num_ln_in_parallel_attn", "alibi"), _falcon_read, _falcon_write),
+            Key("bias", "attention.bias", bool, default=False, to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool),
+            Key("bias", "ffn.bias", bool, default=False),
+            RopeKeys(fraction_key=None),
+            Custom(("ffn_hidden_size",), lambda c, out: out.set("ffn.hidden", c.get("ffn_hidden_size", int, None) or 4 * out.get("d_model")), lambda view, config: config.__setitem__("ffn_hidden_size", view.value("ffn.hidden"))),
+            Fixed("ffn.kind", "mlp"),
+            Choice("activation", "ffn.act", GELU_ACTS, default="gelu"),
+        ],
+        aliases={"n_embed": "hidden_size"},
+        # in the original Falcon configs (model type RefinedWeb), read by no transformers code
+        ignored=frozenset({"apply_residual_connection_post_layernorm"}),
+        naming=FALCON_NAMES,
+    )
+)
+
+
+family(
+    Family(
+        "cohere2",
+        "Cohere2ForCausalLM",
+        [
+            *llama_sizes(context=8192, eps=None, tied=True),
+            # Cohere's LayerNorm has no bias; attention and feed-forward side by side from it
+            Fixed("norm.kind", "layernorm"),
+            Fixed("norm.bias", False),
+            Key("layer_norm_eps", "norm.eps", float, default=1e-5),
+            Fixed("norms", "parallel"),
+            AttentionBias(),
+            # RoPE (interleaved pairs) in the sliding layers only: the global layers have no positions
+            SlidingLayers(default_types=every("sliding_window_pattern", 4), extra_keys=("sliding_window_pattern",), window_when_none=4096),
+            RopeKeys(layout="interleaved", tag="sliding", fraction_key=None),
+            Fixed("rope", None, "full"),
+            Key("logit_scale", "output_scale", float, default=0.0625),
+            *swiglu(),
+        ],
+        axes=[sliding_axis({"sliding": "local", "full": "global"})],
+        # in the published configs, read by no transformers code
+        ignored=frozenset({"use_parallel_block", "rotary_pct", "position_embedding_type", "use_gated_activation", "use_embedding_sharing", "use_qk_norm", "order_of_interleaved_layers"}),
     )
 )
