@@ -31,6 +31,7 @@ class Rule:
     needs: str | None = None  # emitted only for a model with this feature: "moe", "mtp", "expert_bias"
     groups: str = ""  # kv_groups: "kv_heads" (the module's Config field is chosen when it is generated)
     unsqueezed: bool = False  # stored with a leading dimension of 1 (ERNIE's [1, experts] router bias)
+    flattened: bool = False  # stacked experts stored merged into the first dimension (DBRX's [experts · out, in])
 
     def source(self, fields: dict[str, str] | None = None) -> str:
         """The rule as Python source in a generated module (`fields`: Config field names by role)."""
@@ -45,6 +46,8 @@ class Rule:
             args.append(f'groups="{(fields or {}).get(self.groups, self.groups)}"')
         if self.unsqueezed:
             args.append("unsqueezed=True")
+        if self.flattened:
+            args.append("flattened=True")
         return f"Rule({', '.join(args)})"
 
 

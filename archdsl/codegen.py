@@ -36,8 +36,9 @@ _ACT = {
     "gelu_tanh": 'F.gelu({}, approximate="tanh")',
     "relu": "F.relu({})",
     "relu2": "F.relu({}).square()",
+    "xielu": "self.act_fn({})",
 }
-_ACT_NAMES = {"silu": "SiLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh approximation)", "relu": "ReLU", "relu2": "squared ReLU"}
+_ACT_NAMES = {"silu": "SiLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh approximation)", "relu": "ReLU", "relu2": "squared ReLU", "xielu": "xIELU"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class _Planner:
         # class names the templates define themselves; every planned class takes a new name
         self.class_names = {
             "Config", "Model", "RMSNorm", "ZeroCenteredLayerNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
-            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint",
+            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU",
         }
 
     def class_name(self, name: str) -> str:
@@ -356,6 +357,7 @@ class _Planner:
             "partial": any(r is not None and r.fraction != 1 for r in ropes.values()),
             "half": "half" in layouts,
             "interleaved": "interleaved" in layouts,
+            "reversed": "half_reversed" in layouts,
         }
         return tables
 
@@ -499,7 +501,7 @@ class _Planner:
             b = self.blocks[k]
             rope = self._mode("rope", k, [k])
             mask = self._mode("mask", k, [k])
-            rope_fn = "apply_rope_interleaved" if b.rope is not None and b.rope.layout == "interleaved" else "apply_rope"
+            rope_fn = {"interleaved": "apply_rope_interleaved", "half_reversed": "apply_rope_reversed"}.get(b.rope.layout if b.rope is not None else "", "apply_rope")
             if isinstance(a, ir.Mla):
                 context = {
                     "template": "mla.py.j2",
@@ -580,6 +582,7 @@ class _Planner:
                 "signature": signature,
                 "gated": gated,
                 "bias": bias,
+                "xielu": act == "xielu",
                 "act": _ACT[act].replace("{}", "%s"),
                 "doc": (f"Gated feed-forward: down({act}(gate(x)) * up(x))" if gated else f"Feed-forward: down({act}(up(x)))")
                 + ("; every projection has a bias." if bias else "."),
@@ -794,6 +797,7 @@ class _Planner:
         self.plan.model = {
             "doc": f"{title}: token ids [batch, seq] → next-token logits [batch, seq, vocab].",
             "learned_positions": m.embedding.positions == "learned",
+            "embedding_norm": m.embedding.norm,
             "layers_expr": layers_expr,
             "final_norm": self.norm_ctor(m.norm, "config.d_model", self.norm_eps[self.model_label]) if m.final_norm else None,
             "tied": m.embedding.tied,
@@ -810,6 +814,8 @@ class _Planner:
     def custom_init(self) -> list[dict]:
         """init_weights() lines for the parameters that are not inside nn.Linear, nn.Embedding or a norm."""
         out = []
+        if any(c["xielu"] for c in self.plan.ffn_classes):
+            out.append({"classes": "XIELU", "lines": ["module.reset()"]})
         sinks = [c["name"] for c in self.plan.attention_classes if c.get("sinks")]
         if sinks:
             out.append({"classes": _class_tuple(sinks), "lines": ["nn.init.zeros_(module.sinks)"]})
@@ -896,6 +902,7 @@ def plan_checkpoint(model: ir.Model, family: str | None) -> dict:
         "interleaves": any(r.join == "interleave" for r in rules),
         "kv_groups": any(r.join == "kv_groups" for r in rules),
         "unsqueezes": any(r.unsqueezed for r in rules),
+        "flattened": any(r.flattened for r in rules),
         "converts": any(r.transposed or r.stacked or r.unsqueezed or len(r.params) > 1 for r in rules),
         "stacked": any(r.stacked for r in rules),
         "mtp": bool(model.mtp),

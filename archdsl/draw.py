@@ -325,6 +325,8 @@ def _positions_card(rope, model: ir.Model) -> Card:
         items.append(text)
     if rope.fraction != 1:
         items.append(f"partial: {rope.fraction:.0%} of each head")
+    if rope.layout == "half_reversed":
+        items.append("rotated by the negative angle")
     if rope.layout == "interleaved":
         items.append("interleaved pairs")
     return _card_of("positions", "RoPE", items)

@@ -282,8 +282,10 @@ class Rope(IR):
     theta: float = setting(10_000.0, "base of the rotation frequencies", gt=0)
     scaling: RopeScaling | None = setting(None, "frequency scaling for long contexts: linear, llama3 or yarn")
     fraction: float = setting(1.0, "fraction of each head's features that rotate (partial rotary, GLM)", gt=0, le=1)
-    layout: Literal["half", "interleaved"] = setting(
-        "half", "pairs features (i, i + d/2) (Hugging Face, `rotate_half`) or (2i, 2i + 1) (Meta, DeepSeek)"
+    layout: Literal["half", "interleaved", "half_reversed"] = setting(
+        "half",
+        "pairs features (i, i + d/2) (Hugging Face, `rotate_half`) or (2i, 2i + 1) (Meta, DeepSeek); half_reversed "
+        "pairs them as half does and rotates by the negative angle (nanochat)",
     )
 
     def rotary_dim(self, head_dim: int) -> int:
@@ -293,7 +295,7 @@ class Rope(IR):
 # ---------------------------------------------------------------------------------------------
 # Feed-forward
 
-Activation = Literal["gelu", "gelu_tanh", "relu", "relu2", "silu"]
+Activation = Literal["gelu", "gelu_tanh", "relu", "relu2", "silu", "xielu"]
 
 
 class Mlp(IR):
@@ -301,7 +303,11 @@ class Mlp(IR):
 
     kind: Literal["mlp"] = "mlp"
     hidden: int = setting(..., "hidden width", "features", gt=0)
-    act: Activation = setting("gelu", "activation (gelu_tanh is GELU's tanh approximation, GPT-2's gelu_new; relu2 is relu(x)², Nemotron's)")
+    act: Activation = setting(
+        "gelu",
+        "activation (gelu_tanh is GELU's tanh approximation, GPT-2's gelu_new; relu2 is relu(x)², Nemotron's; xielu is "
+        "Apertus's xIELU, with two learned scalars per layer)",
+    )
     bias: bool = setting(False, "biases on both projections")
 
 
@@ -538,6 +544,7 @@ class Embedding(IR):
     tied: bool = setting(False, "the output head reuses the token embedding matrix")
     scale: float | None = setting(None, "token embeddings are multiplied by this (Gemma: sqrt(d_model))", gt=0)
     positions: Literal["none", "learned"] = setting("none", "learned absolute position embeddings added to the tokens (GPT-2), one per position up to context")
+    norm: bool = setting(False, "the model's final norm (the same module) is also applied to the embeddings, before the first layer (nanochat)")
 
 
 NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -603,6 +610,8 @@ class Model(IR):
         return len(self.layer_kinds)
 
     def check(self, ctx, at):
+        if self.embedding.norm and not self.final_norm:
+            raise error(at("embedding.norm"), "the embedding norm is the final norm's module, and this model has no final norm", "set final_norm true")
         norms = [("norm", self.norm)] + [(f"{kind}.norm", b.norm) for kind, b in self.kinds.items()]
         variants = [(where, (n.zero_centered, n.weight_fp32, n.affine)) for where, n in norms if n.kind == "rms"]
         for where, variant in variants[1:]:

@@ -101,7 +101,8 @@ def ffn_params(ffn, d_model: int) -> int:
     if isinstance(ffn, ir.Moe):
         return sum(ffn_components(ffn, d_model).values())
     if isinstance(ffn, ir.Mlp):
-        return 2 * d_model * ffn.hidden + ((ffn.hidden + d_model) if ffn.bias else 0)
+        xielu = 2 if ffn.act == "xielu" else 0  # its two learned scalars
+        return 2 * d_model * ffn.hidden + ((ffn.hidden + d_model) if ffn.bias else 0) + xielu
     return 3 * d_model * ffn.hidden + ((2 * ffn.hidden + d_model) if ffn.bias else 0)
 
 

@@ -784,12 +784,11 @@ def stored_tensor(place: Place, tensors: dict[str, torch.Tensor]) -> torch.Tenso
     parts = [tensors[p].detach() for p in place.params]
     if place.rule.stacked:
         one = place._replace(shape=place.shape[1:], rule=place.rule._replace(stacked=False))
-        return torch.stack(
-            [
-                stored_tensor(one, {p: t[e] for p, t in zip(place.params, parts)})
-                for e in range(place.shape[0])
-            ]
-        )
+        experts = [
+            stored_tensor(one, {p: t[e] for p, t in zip(place.params, parts)})
+            for e in range(len(parts[0]))
+        ]
+        return torch.stack(experts)
     tensor = join_rows(parts, place) if len(parts) > 1 else parts[0]
     if place.rule.transposed and tensor.dim() >= 2:
         tensor = tensor.transpose(-1, -2)

@@ -44,6 +44,10 @@ SIZES = {
     "rotary_dim": 8,
     "moe_num_experts": 8,
     "moe_k": 2,
+    "d_model": 64,
+    "n_heads": 4,
+    "n_layers": 4,
+    "max_seq_len": 256,
 }
 # Lists transformers derives from other keys when they are absent.
 DERIVED = ("layer_types", "no_rope_layers", "moe_layers", "mlp_layer_types")
@@ -58,6 +62,8 @@ OVERRIDES: dict[str, dict] = {
     "hunyuan_v1_dense": {"head_dim": 16},  # null by default: transformers crashes
     "hunyuan_v1_moe": {"head_dim": 16, "num_experts": 8, "moe_topk": 2},
     "ernie4_5_moe": {"moe_layer_end_index": -1},
+    # transformers' DBRX fails without clip_qkv (it clamps with no bounds); DBRX's is 8
+    "dbrx": {"attn_config": {"kv_n_heads": 2, "clip_qkv": 8.0, "rope_theta": 10000.0}, "ffn_config": {"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 2, "moe_normalize_expert_weights": 1.0}},
     "dots1": {"n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2},  # null by default: transformers crashes
 }
 
@@ -111,6 +117,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "gpt_bigcode": {"multi_head": {"multi_query": False}},
     "deepseek_v2": {"grouped": {"topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5, "mlp_bias": True}},
     "ernie4_5_moe": {"bias": {"use_bias": True, "moe_layer_start_index": 0}},
+    "dbrx": {"clip_qkv": {"attn_config": {"kv_n_heads": 2, "clip_qkv": 0.05, "rope_theta": 10000.0}, "ffn_config": {"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 2, "moe_normalize_expert_weights": None}}},
     "hunyuan_v1_dense": {"ntk_alpha": {"rope_parameters": {"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}}},
 }
 

@@ -88,6 +88,7 @@ CASES = [
     ("scalar with a body", spec(model=f"  {MARK}final_softcap {{ x 1 }}"), "'final_softcap' takes a value, not a { } block", None),
     ("scalar with key=value", spec(model=f"  final_softcap {MARK}x=1"), "'final_softcap' takes a value, not x=...", "write: final_softcap VALUE"),
     ("needs a value", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    {MARK}norms"), "'norms' needs a value", None),
+    ("embedding norm without a final norm", spec(model=f"  final_norm false\n  embedding {MARK}norm"), "the embedding norm is the final norm's module, and this model has no final norm", "set final_norm true"),
     ("switch with a value", spec(model=f"  final_norm {MARK}maybe"), "'final_norm' is a switch: write 'final_norm' alone, or 'final_norm true' / 'final_norm false'", None),
     ("two values", spec(model=f"  final_softcap 3 {MARK}hidden 4"), "'final_softcap' takes one value, found 3", "separate settings with a new line or ';'"),
     ("string for a name", spec(model=f"  hf {MARK}3"), "'hf' takes a name or a string", None),
