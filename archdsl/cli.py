@@ -226,7 +226,7 @@ def _main_thread() -> bool:
 
 
 def cmd_stats(args) -> int:
-    from .stats import DTYPE_BYTES, compute
+    from .stats import compute
 
     model = _load(args.spec)
     if args.context is not None and args.context < 1:
@@ -289,7 +289,6 @@ def cmd_diff(args) -> int:
 
 
 def cmd_export_hf(args) -> int:
-    from .codegen import write_atomic
     from .hf import HFError, export_hf
     from .tiny import tiny as shrink
 

@@ -81,34 +81,6 @@ def export_hf(model: ir.Model) -> dict:
 MAX_NUMBER = 10**30
 MAX_CONFIG_DEPTH = 20
 MAX_CONFIG_ITEMS = 4 * 10**6
-_LAYER_KEYS = ("num_hidden_layers", "n_layer")
-
-
-def import_hf(config: dict, name: str | None = None) -> ir.Model:
-    """The IR of a Hugging Face config. Raises HFError, and only HFError, for a config it cannot read.
-
-    The model is checked as a spec would be: it is printed (archdsl.printer) and read back, and
-    must come back the same; so what import-hf returns passes every check of the language."""
-    if not isinstance(config, dict):
-        raise HFError("a config.json holds a JSON object")
-    family = config.get("model_type")
-    if not isinstance(family, str) or family not in IMPORTERS:
-        supported = ", ".join(sorted(IMPORTERS))
-        raise HFError(f"model_type {_short(family)} is not supported by import-hf (supported: {supported})")
-    _check_config(config)
-    for key in _LAYER_KEYS:
-        n = config.get(key)
-        if isinstance(n, (int, float)) and not isinstance(n, bool) and n > MAX_LAYERS:
-            raise HFError(f"model_type {family}: {key} is {_short(n)}; archdsl's limit is {MAX_LAYERS:,} layers")
-    if name is not None and not isinstance(name, str):
-        raise HFError(f"the model name must be a string, found {_short(name)}")
-    try:
-        model = IMPORTERS[family](config, name or _default_name(config))
-    except HFError:
-        raise
-    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as exc:
-        raise HFError(f"model_type {family}: cannot read the config ({type(exc).__name__}: {_short(str(exc), 200)})") from None
-    return _checked_model(model, family)
 
 
 def _short(value: Any, limit: int = 60) -> str:

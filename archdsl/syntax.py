@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Union
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 from pydantic import BaseModel, ConfigDict
 
 from .errors import MAX_ERRORS, ErrorCollector, Position, SpecError, did_you_mean, error

@@ -664,7 +664,7 @@ def test_builtin_kind_names_compute_the_same_model(tmp_path):
 
 
 def test_write_atomic_renames_a_temporary_file_in_the_same_directory(tmp_path, monkeypatch):
-    from archdsl import codegen
+    from archdsl.codegen import files
 
     calls = []
     real_replace = os.replace
@@ -673,10 +673,10 @@ def test_write_atomic_renames_a_temporary_file_in_the_same_directory(tmp_path, m
         calls.append((Path(src), Path(dst)))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(codegen.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     target = tmp_path / "out.py"
     target.write_text("old\n")
-    codegen.write_atomic(target, "new\n")
+    files.write_atomic(target, "new\n")
     assert target.read_text() == "new\n"
     (src, dst), = calls
     assert src.parent == dst.parent == tmp_path and src != dst
@@ -684,7 +684,7 @@ def test_write_atomic_renames_a_temporary_file_in_the_same_directory(tmp_path, m
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, capsys):
-    from archdsl import codegen
+    from archdsl.codegen import files
     from archdsl.cli import main
 
     out = tmp_path / "out"
@@ -694,7 +694,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
     def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(codegen.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     assert main(["generate", str(spec_path("qwen3-0.6b")), "-o", str(out)]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert (out / "qwen3_0_6b.py").read_text() == "# old\n"
@@ -702,7 +702,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
 
 
 def test_a_batch_that_fails_midway_changes_no_file(tmp_path, monkeypatch, capsys):
-    from archdsl import codegen
+    from archdsl.codegen import files
     from archdsl.cli import main
 
     out = tmp_path / "out"
@@ -717,7 +717,7 @@ def test_a_batch_that_fails_midway_changes_no_file(tmp_path, monkeypatch, capsys
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(codegen.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     assert main(["generate", str(spec_path("qwen3-0.6b")), str(spec_path("gpt2-124m")), "-o", str(out)]) == 1
     assert {p.name: p.read_text() for p in out.iterdir()} == {"gpt2_124m.py": "# old\n", "qwen3_0_6b.py": "# old\n"}
 

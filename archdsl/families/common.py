@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ir
-from .engine import REQUIRED, Config, Const, Fixed, HFError, Key, Settings, Spec, View, short
+from .engine import REQUIRED, Config, Const, Fixed, HFError, Key, Spec, View, short
 
 # ---------------------------------------------------------------------------------------------
 # Sizes, norms and the embedding under Llama's names

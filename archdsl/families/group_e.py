@@ -3,8 +3,8 @@ after RoPE: deepseek_v2, ernie4_5_moe, hunyuan_v1_dense, hunyuan_v1_moe."""
 
 from __future__ import annotations
 
-from ..checkpoints import LLAMA, Naming, Rule, _per_expert, PROJECTIONS
-from .common import AttentionBias, FirstDense, HeadDim, RopeKeys, llama_sizes, rope_from, swiglu
+from ..checkpoints import Naming, Rule, _per_expert, PROJECTIONS
+from .common import AttentionBias, FirstDense, RopeKeys, llama_sizes, swiglu
 from .engine import Config, Const, Custom, Derived, Family, Fixed, HFError, Key, Settings, View, ffn_axis
 from .tables import _kv_heads_write, _mla_scale, _same_kv_heads, family
 

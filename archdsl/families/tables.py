@@ -20,14 +20,13 @@ from .common import (
     RopeKeys,
     SlidingLayers,
     SparseStep,
-    all_full,
     alternating,
     every,
     from_layer,
     llama_sizes,
     swiglu,
 )
-from .engine import Axis, Choice, Consistent, Const, Custom, Derived, Family, Fixed, HFError, Key, Settings, ffn_axis, rope_axis, sliding_axis
+from .engine import Choice, Consistent, Const, Custom, Derived, Family, Fixed, Key, Settings, ffn_axis, rope_axis, sliding_axis
 
 FAMILIES: dict[str, Family] = {}
 

@@ -1,0 +1,159 @@
+"""Attention: its sizes in the Config, and the attention classes (attention.py.j2 for MHA, MQA
+and GQA, mla.py.j2 for multi-head latent attention)."""
+
+from __future__ import annotations
+
+import math
+
+from .. import ir
+from . import masks, norms
+from .plan import Planner, camel
+
+
+def sizes(p: Planner) -> None:
+    """The Config fields of the attention sizes, which the RoPE, mask and cache planners read too."""
+    att = {k: b.attention for k, b in p.blocks.items()}
+    gqa = {k: a for k, a in att.items() if isinstance(a, ir.Attention)}
+    mla = {k: a for k, a in att.items() if isinstance(a, ir.Mla)}
+
+    def field(name, get, comment, among=None):
+        among = gqa if among is None else among
+        return p.cfg.per_kind(name, {k: (get(a) if k in among else None) for k, a in att.items()}, comment, p.kinds)
+
+    p.heads = field("n_heads", lambda a: a.heads, "query heads", att)
+    p.kv_heads = field("n_kv_heads", lambda a: a.kv_heads if a.kind != "mha" else None, "key/value heads")
+    p.head_dim = field("head_dim", lambda a: a.head_dim, "features per attention head")
+    p.q_rank = field("q_rank", lambda a: a.q_rank, "MLA: rank of the query bottleneck", mla)
+    p.kv_rank = field("kv_rank", lambda a: a.kv_rank, "MLA: width of the key/value latent", mla)
+    p.qk_nope_dim = field("qk_nope_dim", lambda a: a.qk_nope_dim, "MLA: query/key features without positions", mla)
+    p.qk_rope_dim = field("qk_rope_dim", lambda a: a.qk_rope_dim, "MLA: query/key features that carry RoPE", mla)
+    p.v_dim = field("v_dim", lambda a: a.v_dim, "MLA: value features per head", mla)
+    p.latent_eps = field("latent_eps", lambda a: a.latent_eps, "MLA: eps of the latent norms", mla)
+    p.scale = field(
+        "query_scale",
+        lambda a: a.query_scale if isinstance(a, ir.Mla) or not math.isclose(a.query_scale, a.head_dim**-0.5, rel_tol=1e-12) else None,
+        "softmax scale of the attention scores",
+        att,
+    )
+    p.softcap = field("attn_softcap", lambda a: a.softcap, "attention logits are softcapped to (-c, c)")
+    p.clip_qkv = field("clip_qkv", lambda a: a.clip_qkv, "queries, keys and values are clamped to (-c, c)")
+    p.window = field("window", lambda a: a.window, "sliding window: a query sees the last `window` tokens")
+    p.chunk = field("chunk", lambda a: a.chunk, "chunked attention: queries see their own chunk of `chunk` tokens")
+    p.temperature_floor = field(
+        "temperature_floor_scale", lambda a: a.temperature.floor_scale if isinstance(a.temperature, ir.LogSteps) else None, "temperature tuning: positions per step"
+    )
+    p.temperature_scale = field(
+        "temperature_scale", lambda a: a.temperature.scale if isinstance(a.temperature, ir.LogSteps) else None, "temperature tuning: growth per step"
+    )
+    p.temperature_length = field(
+        "temperature_length", lambda a: a.temperature.length if isinstance(a.temperature, ir.LogPosition) else None, "logits grow as log(position) / log(length) past this position"
+    )
+
+
+def classes(p: Planner) -> dict[str, str]:
+    """The attention classes (attention.py.j2, mla.py.j2), one per distinct text; each kind's constructor."""
+    att = {k: b.attention for k, b in p.blocks.items()}
+    contexts: dict[str, dict] = {}
+    rendered: dict[str, list[str]] = {}
+    signature = p.plan.layer_args_signature
+    for k, a in att.items():
+        b = p.blocks[k]
+        rope = masks.input_mode(p, "rope", k, [k])
+        mask = masks.input_mode(p, "mask", k, [k])
+        rope_fn = {"interleaved": "apply_rope_interleaved", "half_reversed": "apply_rope_reversed"}.get(b.rope.layout if b.rope is not None else "", "apply_rope")
+        if isinstance(a, ir.Mla):
+            context = {
+                "template": "mla.py.j2",
+                "doc": doc(a),
+                "d_model": "config.d_model",
+                "n_heads": f"config.{p.heads[k]}",
+                "q_rank": f"config.{p.q_rank[k]}" if p.q_rank[k] else None,
+                "kv_rank": f"config.{p.kv_rank[k]}",
+                "qk_nope_dim": f"config.{p.qk_nope_dim[k]}",
+                "qk_rope_dim": f"config.{p.qk_rope_dim[k]}",
+                "v_dim": f"config.{p.v_dim[k]}",
+                "latent_eps": f"config.{p.latent_eps[k]}",
+                "scale": f"config.{p.scale[k]}",
+                "bias": a.bias,
+                "mask": "never" if mask == "never" else ("always" if mask == "always" else "optional"),
+                "rope_fn": rope_fn,
+                "signature": signature,
+            }
+        else:
+            temperature = None
+            if dict(p.inputs).get("temperature") is not None:
+                temperature = "logits" if isinstance(a.temperature, ir.LogPosition) else "query"
+            context = {
+                "template": "attention.py.j2",
+                "doc": doc(a),
+                "d_model": "config.d_model",
+                "n_heads": f"config.{p.heads[k]}",
+                "n_kv_heads": f"config.{p.kv_heads[k]}" if p.kv_heads[k] else f"config.{p.heads[k]}",
+                "head_dim": f"config.{p.head_dim[k]}",
+                "grouped": a.kind != "mha",
+                "scale": f"config.{p.scale[k]}" if p.scale[k] else None,
+                "softcap": f"config.{p.softcap[k]}" if p.softcap[k] else None,
+                "clip_qkv": f"config.{p.clip_qkv[k]}" if p.clip_qkv[k] else None,
+                "bias": set(a.bias),
+                "qk_norm": a.qk_norm,
+                "q_norm": norms.ctor(b.norm, "self.head_dim" if a.qk_norm != "full" else f"config.{p.heads[k]} * self.head_dim", p.norm_eps[k]),
+                "k_norm": norms.ctor(b.norm, "self.head_dim" if a.qk_norm != "full" else f"config.{p.kv_heads[k] or p.heads[k]} * self.head_dim", p.norm_eps[k]),
+                "norm_eps": f"config.{p.norm_eps[k]}",
+                "sinks": a.sinks,
+                "rope": "never" if rope == "never" else ("always" if rope == "always" else "some"),
+                "rope_fn": rope_fn,
+                "mask": "never" if mask == "never" else ("always" if mask == "always" else "optional"),
+                "eager": p.eager[k],
+                "temperature": temperature,
+                "temperature_optional": masks.input_mode(p, "temperature", k, [k]) == "some",
+                "signature": signature,
+            }
+        key = repr(sorted(context.items(), key=lambda kv: kv[0]))
+        rendered.setdefault(key, []).append(k)
+        contexts[key] = context
+    ctor = {}
+    for key, group in rendered.items():
+        name = p.class_name("Attention" if len(rendered) == 1 else f"{camel(group[0])}Attention")
+        # a class shared by kinds with and without an input must accept None for it
+        context = dict(contexts[key], name=name)
+        if context["template"] == "attention.py.j2":
+            if context["rope"] == "always" and any(masks.input_mode(p, "rope", g, group) == "some" for g in group):
+                context["rope"] = "some"
+        p.plan.attention_classes.append(context)
+        for k in group:
+            ctor[k] = f"{name}(config)"
+    return ctor
+
+
+def doc(a: ir.Attention | ir.Mla) -> str:
+    """The attention class's docstring."""
+    if isinstance(a, ir.Mla):
+        q = f"queries through a rank-{a.q_rank} bottleneck" if a.q_rank else "queries projected directly"
+        return (
+            f"Multi-head latent attention: {a.heads} heads; keys and values rebuilt from a {a.kv_rank}-feature latent; "
+            f"{q}; {a.qk_nope_dim} + {a.qk_rope_dim} query/key features per head (the second part carries RoPE), {a.v_dim} value features."
+        )
+    if a.kind == "mha":
+        text = f"Multi-head attention: {a.heads} heads of {a.head_dim} features"
+    elif a.kind == "mqa":
+        text = f"Multi-query attention: {a.heads} query heads of {a.head_dim} features share one key/value head"
+    else:
+        text = f"Grouped-query attention: {a.heads} query heads of {a.head_dim} features share {a.kv_heads} key/value heads ({a.groups} each)"
+    extras = []
+    if a.qk_norm == "per_head":
+        extras.append("queries and keys normalised per head")
+    elif a.qk_norm == "per_head_after_rope":
+        extras.append("queries and keys normalised per head, after RoPE")
+    elif a.qk_norm == "full":
+        extras.append("queries and keys normalised over the whole projection")
+    if a.bias:
+        extras.append("biases on " + ", ".join(f"{p}_proj" for p in a.bias))
+    if a.softcap:
+        extras.append(f"logits softcapped at {a.softcap:g}")
+    if a.sinks:
+        extras.append("a learned sink logit per head")
+    if isinstance(a.temperature, ir.LogSteps):
+        extras.append("queries scaled up with their position (temperature tuning)")
+    elif isinstance(a.temperature, ir.LogPosition):
+        extras.append(f"logits scaled by log(position) / log({a.temperature.length}) past position {a.temperature.length}")
+    return text + ("; " + "; ".join(extras) if extras else "") + "."

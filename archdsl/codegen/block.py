@@ -1,0 +1,92 @@
+"""Transformer blocks (block.py.j2): norm placement around attention and feed-forward, and the
+layer list of the model (make_block.py.j2 when layer kinds need different block classes)."""
+
+from __future__ import annotations
+
+from . import norms
+from .plan import Planner, camel, condition, kinds_phrase, layer_types_expr
+
+
+def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]) -> None:
+    """The block classes (block.py.j2): one per norm placement and norm, its modules chosen per kind."""
+    residual_scale = p.per_kind("residual_scale", lambda b: b.residual_scale if b.residual_scale != 1 else None, "sublayer outputs are multiplied by this before the residual sum")
+    block_groups: dict[tuple, list[str]] = {}
+    for k, b in p.blocks.items():
+        ctor = norms.ctor(b.norm, "config.d_model", p.norm_eps[k])
+        block_groups.setdefault((b.norms, ctor), []).append(k)
+    for (placement, ctor), group in block_groups.items():
+        name = p.class_name("Block" if len(block_groups) == 1 else f"{camel(group[0])}Block")
+        modules = []
+
+        def module(attr: str, choices: dict[str, str], comment: str | None = None) -> None:
+            by_expr: dict[str, list[str]] = {}
+            for k in group:
+                by_expr.setdefault(choices[k], []).append(k)
+            options = [{"condition": condition(ks), "expr": expr} for expr, ks in by_expr.items()]
+            modules.append({"attr": attr, "choices": options, "comment": comment})
+
+        norm_of = {k: ctor for k in group}
+        if placement in ("pre", "sandwich", "parallel", "parallel_separate"):
+            module("input_layernorm", norm_of)
+        module("self_attn", attention_ctor)
+        if placement == "parallel_separate":
+            module("post_attention_layernorm", norm_of, "the feed-forward's own norm (named as in GPT-NeoX checkpoints)")
+        elif placement != "parallel":
+            module(
+                "post_attention_layernorm",
+                norm_of,
+                "named as in Hugging Face checkpoints: this norm is the feed-forward's input" if placement == "pre" else None,
+            )
+        if placement == "sandwich":
+            module("pre_feedforward_layernorm", norm_of)
+        module("mlp", ffn_ctor)
+        if placement in ("post", "sandwich", "post_residual"):
+            module("post_feedforward_layernorm", norm_of)
+        scaled = any(p.blocks[k].residual_scale != 1 for k in group)
+        if scaled:
+            module("residual_scale", {k: f"config.{residual_scale[k]}" if residual_scale[k] else "1.0" for k in group})
+        p.plan.block_classes.append(
+            {
+                "name": name,
+                "doc": doc(placement, group, len(p.blocks)),
+                "norms": placement,
+                "modules": modules,
+                "takes_layer_type": any(len(m["choices"]) > 1 for m in modules),
+                "kinds": group,
+                "scale": " * self.residual_scale" if scaled else "",
+            }
+        )
+
+
+def layers(p: Planner) -> str:
+    """The layer count or layer types in the Config, and the expression that builds the layers
+    (through make_block.py.j2 when kinds have different block classes)."""
+    m = p.model
+    if len(p.kinds) == 1:
+        p.cfg.add("n_layers", m.n_layers, "number of layers")
+    else:
+        p.plan.layer_types = True
+        p.cfg.add_expr("layer_types", "tuple[str, ...]", layer_types_expr(m.layer_kinds), "the kind of each layer, in order")
+    if len(p.plan.block_classes) == 1:
+        block = p.plan.block_classes[0]
+        if block["takes_layer_type"]:
+            return f"{block['name']}(config, layer_type) for layer_type in config.layer_types"
+        if p.plan.layer_types:
+            return f"{block['name']}(config) for _ in config.layer_types"
+        return f"{block['name']}(config) for _ in range(config.n_layers)"
+    p.plan.block_table = [(condition(b["kinds"]), b["name"], b["takes_layer_type"]) for b in p.plan.block_classes]
+    return "make_block(config, layer_type) for layer_type in config.layer_types"
+
+
+def doc(placement: str, kinds: list[str], n_kinds: int) -> str:
+    """The block class's docstring: where its norms sit."""
+    text = {
+        "pre": "pre-norm: x + f(norm(x)) around attention, then around the feed-forward",
+        "post": "post-norm inside the residual: x + norm(f(x)) (OLMo 2)",
+        "sandwich": "sandwich norms: x + norm(f(norm(x))) (Gemma 3)",
+        "post_residual": "post-norm after the residual: norm(x + f(x))",
+        "parallel": "attention and feed-forward side by side from one norm: x + attn(norm(x)) + ffn(norm(x))",
+        "parallel_separate": "attention and feed-forward side by side, each from its own norm: x + attn(norm1(x)) + ffn(norm2(x))",
+    }[placement]
+    who = "" if n_kinds == 1 else f" ({kinds_phrase(kinds)} layers)"
+    return f"One transformer layer{who}; {text}."

@@ -1,0 +1,50 @@
+"""The KV cache (cache.py.j2): a cache per layer, sized by the layer kind's window or chunk, or
+holding MLA's latent."""
+
+from __future__ import annotations
+
+from .. import ir
+from .plan import Planner
+
+
+def plan(p: Planner) -> None:
+    """The KV cache: slots per kind of layer (a ring for windows and chunks), one cache per layer."""
+    att = {k: b.attention for k, b in p.blocks.items()}
+    slots, ring, lines = {}, {}, []
+    for k, a in att.items():
+        bound = f"config.{p.window[k]}" if a.window is not None else (f"config.{p.chunk[k]}" if a.chunk is not None else None)
+        slots[k] = "length" if bound is None else f"min(length, {bound})"
+        ring[k] = bound is not None
+    by_ctor: dict[str, list[str]] = {}
+    for k, a in att.items():
+        if isinstance(a, ir.Mla):
+            ctor = f"LatentCache(self, batch, self.slots[kind], config.{p.kv_rank[k]}, config.{p.qk_rope_dim[k]}, device, dtype)"
+        else:
+            kv = p.kv_heads[k] or p.heads[k]
+            ctor = f"LayerCache(self, batch, config.{kv}, self.slots[kind], config.{p.head_dim[k]}, self.ring[kind], device, dtype)"
+        by_ctor.setdefault(ctor, []).append(k)
+    if len(by_ctor) == 1:
+        lines.append(f"return {next(iter(by_ctor))}")
+    else:
+        for i, (ctor, ks) in enumerate(by_ctor.items()):
+            if i + 1 < len(by_ctor):
+                cond = f'kind == "{ks[0]}"' if len(ks) == 1 else "kind in (" + ", ".join(f'"{k}"' for k in ks) + ")"
+                lines += [f"if {cond}:", f"    return {ctor}"]
+            else:
+                lines.append(f"return {ctor}")
+    rings = [k for k in p.kinds if ring[k]]
+    if rings:
+        doc = "Layers that see the whole context keep a slot per position; " + ", ".join(rings) + " layers keep a ring as long as their window or chunk, so their memory does not grow with the context."
+    else:
+        doc = "Every layer keeps a slot per position."
+    if any(isinstance(a, ir.Mla) for a in att.values()):
+        doc += " MLA layers keep only their latent and rope key."
+    dict_text = lambda d: "{" + ", ".join(f'"{k}": {v}' for k, v in d.items()) + "}"  # noqa: E731
+    p.plan.cache = {
+        "latent": any(isinstance(a, ir.Mla) for a in att.values()),
+        "slots": dict_text(slots),
+        "ring": dict_text({k: str(v) for k, v in ring.items()}),
+        "kinds_expr": "config.layer_types" if len(p.kinds) > 1 else f'["{p.kinds[0]}"] * config.n_layers',
+        "layer_lines": lines,
+        "doc": doc,
+    }

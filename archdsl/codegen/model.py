@@ -1,0 +1,132 @@
+"""The model: its Config's first fields, the Model class (model.py.j2, inside module.py.j2 with the
+header and Config of header.py.j2 and config.py.j2), its weight init, and the module docstring."""
+
+from __future__ import annotations
+
+from .. import ir
+from ..stats import compute
+from . import norms
+from .plan import Planner, class_tuple, safe_text
+
+
+def sizes(p: Planner) -> None:
+    """The model-wide sizes: the first fields of the Config."""
+    m = p.model
+    p.cfg.add("vocab_size", m.vocab, "tokens in the vocabulary")
+    p.cfg.add("d_model", m.d_model, "width of the residual stream")
+    p.cfg.add("context", m.context, "longest sequence the model is built for")
+
+
+def finish(p: Planner, title: str, layers_expr: str) -> None:
+    """The model class (model.py.j2) and, now that every component has added its fields, the Config."""
+    m = p.model
+    emb_scale = output_scale = final_softcap = None
+    if m.embedding.scale is not None:
+        emb_scale = "c." + p.cfg.add("embedding_scale", m.embedding.scale, "token embeddings are multiplied by this")
+    if m.output_scale is not None:
+        output_scale = "c." + p.cfg.add("output_scale", m.output_scale, "output logits are multiplied by this")
+    if m.final_softcap is not None:
+        final_softcap = "c." + p.cfg.add("final_softcap", m.final_softcap, "output logits are softcapped to (-c, c)")
+    p.plan.config = p.cfg.fields
+    p.plan.model = {
+        "doc": f"{title}: token ids [batch, seq] → next-token logits [batch, seq, vocab].",
+        "learned_positions": m.embedding.positions == "learned",
+        "embedding_norm": m.embedding.norm,
+        "layers_expr": layers_expr,
+        "final_norm": norms.ctor(m.norm, "config.d_model", p.norm_eps[p.model_label]) if m.final_norm else None,
+        "tied": m.embedding.tied,
+        "head_bias": m.head_bias,
+        "embedding_scale": emb_scale,
+        "output_scale": output_scale,
+        "final_softcap": final_softcap,
+        "setup_lines": p.setup,
+        "loop_args": p.loop_args,
+        "per_kind_args": p.per_kind_args,
+        "custom_init": custom_init(p),
+    }
+
+
+def custom_init(p: Planner) -> list[dict]:
+    """init_weights() lines for the parameters that are not inside nn.Linear, nn.Embedding or a norm."""
+    out = []
+    if any(c["xielu"] for c in p.plan.ffn_classes):
+        out.append({"classes": "XIELU", "lines": ["module.reset()"]})
+    sinks = [c["name"] for c in p.plan.attention_classes if c.get("sinks")]
+    if sinks:
+        out.append({"classes": class_tuple(sinks), "lines": ["nn.init.zeros_(module.sinks)"]})
+    if p.plan.moe:
+        experts = p.plan.moe["experts_classes"]
+        for e in experts:
+            lines = [f"nn.init.normal_(module.{name}, mean=0.0, std=std)" for name in ("gate_proj", "up_proj", "down_proj")]
+            if e["bias"]:
+                lines += [f"nn.init.zeros_(module.{name}_bias)" for name in ("gate_proj", "up_proj", "down_proj")]
+            out.append({"classes": e["name"], "lines": lines})
+        for r in p.plan.moe["routers"]:
+            lines = ["nn.init.normal_(module.weight, mean=0.0, std=std)"]
+            if r["bias"]:
+                lines.append("nn.init.zeros_(module.bias)")
+            if r["bias_correction"]:
+                lines.append("nn.init.zeros_(module.e_score_correction_bias)")
+            out.append({"classes": r["name"], "lines": lines})
+    return out
+
+
+def describe(model: ir.Model) -> list[str]:
+    """A short human description of the model, a line per layer kind."""
+    lines = []
+    counts = {k: model.layer_kinds.count(k) for k in model.used_kinds}
+    for kind, n in counts.items():
+        b = model.kinds[kind]
+        a = b.attention
+        if isinstance(a, ir.Mla):
+            q = f"q_rank {a.q_rank}, " if a.q_rank else ""
+            att = f"MLA {a.heads} heads ({q}kv_rank {a.kv_rank}, qk {a.qk_nope_dim}+{a.qk_rope_dim}, v {a.v_dim})"
+        else:
+            att = {"mha": f"MHA {a.heads}×{a.head_dim}", "mqa": f"MQA {a.heads}×{a.head_dim}", "gqa": f"GQA {a.heads}/{a.kv_heads}×{a.head_dim}"}[a.kind]
+        bits = [att]
+        if a.window:
+            bits.append(f"window {a.window}")
+        if a.chunk:
+            bits.append(f"chunks of {a.chunk}")
+        if a.sinks:
+            bits.append("sinks")
+        if a.qk_norm != "none":
+            bits.append({"per_head": "QK norm per head", "full": "QK norm over all heads", "l2": "QK L2 norm", "per_head_after_rope": "QK norm per head after RoPE"}[a.qk_norm])
+        if b.rope is None:
+            bits.append("NoPE")
+        else:
+            r = f"RoPE θ={_number(b.rope.theta)}"
+            if b.rope.scaling is not None:
+                r += f" {b.rope.scaling.kind}×{b.rope.scaling.factor:g}"
+            if b.rope.fraction != 1:
+                r += f" on {b.rope.fraction:g} of each head"
+            bits.append(r)
+        f = b.ffn
+        if isinstance(f, ir.Moe):
+            shared = f" + {f.shared} shared" if f.shared else ""
+            bits.append(f"MoE {f.experts} experts × {f.hidden} (top-{f.top_k}{shared}, {f.router.kind} router)")
+        else:
+            bits.append(f"{f.kind} {f.hidden}")
+        bits.append(f"{b.norms} norms ({'RMSNorm' if b.norm.kind == 'rms' else 'LayerNorm'})")
+        lines.append(f"{n} × {kind}: " + ", ".join(bits))
+    return lines
+
+
+def _number(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+def docstring(model: ir.Model, title: str) -> str:
+    """The module docstring: what the model is, in a few lines, and its parameter count."""
+    s = compute(model)
+    body = [f"{title}: a standalone PyTorch model generated by archdsl.", ""]
+    body += [f"- {line}" for line in describe(model)]
+    emb = f"- vocabulary {model.vocab:,}, d_model {model.d_model:,}"
+    if model.embedding.tied:
+        emb += ", tied embeddings"
+    if model.embedding.positions == "learned":
+        emb += ", learned positions"
+    body.append(emb)
+    body.append(f"- {s.total_params:,} parameters")
+    body += ["", "Imports only torch and the standard library: copy this file into your project."]
+    return '"""' + "\n".join(safe_text(line, 300) for line in body) + '\n"""'

@@ -1,0 +1,68 @@
+"""RoPE: its Config fields (base, partial rotation, scaling) and each layer kind's (cos, sin) table
+expression; the frequency, scaling and rotation functions are rope.py.j2."""
+
+from __future__ import annotations
+
+from .. import ir
+from .plan import Fields, Planner
+
+
+def plan(p: Planner) -> Fields:
+    """The expression of each kind's (cos, sin) tables, or None for a kind without RoPE."""
+    ropes = {k: b.rope for k, b in p.blocks.items()}
+    tables: dict[str, str | None] = {k: None for k in p.kinds}
+    if all(r is None for r in ropes.values()):
+        return tables
+    cfg, kinds = p.cfg, p.kinds
+    theta = cfg.per_kind("rope_theta", {k: r.theta if r else None for k, r in ropes.items()}, "RoPE base", kinds)
+    fraction = cfg.per_kind("rope_fraction", {k: (r.fraction if r and r.fraction != 1 else None) for k, r in ropes.items()}, "fraction of each head's features that rotate", kinds)
+
+    def scaling_field(name: str, attr: str, comment: str) -> dict[str, str | None]:
+        return cfg.per_kind(name, {k: getattr(r.scaling, attr, None) if r and r.scaling else None for k, r in ropes.items()}, comment, kinds)
+
+    factor = scaling_field("rope_factor", "factor", "RoPE scaling factor")
+    original = scaling_field("rope_original_context", "original_context", "context of pre-training, before RoPE scaling")
+    low_freq = scaling_field("rope_low_freq_factor", "low_freq_factor", "llama3 scaling: low-frequency factor")
+    high_freq = scaling_field("rope_high_freq_factor", "high_freq_factor", "llama3 scaling: high-frequency factor")
+    beta_fast = scaling_field("rope_beta_fast", "beta_fast", "YaRN: rotations above which a feature pair keeps its speed")
+    beta_slow = scaling_field("rope_beta_slow", "beta_slow", "YaRN: rotations below which a feature pair is slowed down")
+    mscale = scaling_field("rope_mscale", "mscale", "YaRN mscale")
+    mscale_all = scaling_field("rope_mscale_all_dim", "mscale_all_dim", "YaRN mscale_all_dim")
+    attention_factor = scaling_field("rope_attention_factor", "attention_factor", "YaRN: cos/sin scale")
+
+    scalings, scaled_tables = set(), False
+    for k, r in ropes.items():
+        if r is None:
+            continue
+        a = p.blocks[k].attention
+        base = f"c.{p.qk_rope_dim[k]}" if isinstance(a, ir.Mla) else f"c.{p.head_dim[k]}"
+        dim = base if fraction[k] is None else f"int({base} * c.{fraction[k]})"
+        inv = f"rope_frequencies({dim}, c.{theta[k]}, x.device)"
+        extra = ""
+        s = r.scaling
+        if isinstance(s, ir.LinearScaling):
+            inv = f"linear_scaling({inv}, c.{factor[k]})"
+        elif isinstance(s, ir.Llama3Scaling):
+            inv = f"llama3_scaling({inv}, c.{factor[k]}, c.{low_freq[k]}, c.{high_freq[k]}, c.{original[k]})"
+        elif isinstance(s, ir.YarnScaling):
+            inv = f"yarn_frequencies({dim}, c.{theta[k]}, c.{factor[k]}, c.{original[k]}, c.{beta_fast[k]}, c.{beta_slow[k]}, {s.truncate}, x.device)"
+            if s.attention_factor is not None:
+                extra = f", c.{attention_factor[k]}"
+            elif s.mscale and s.mscale_all_dim:
+                extra = f", yarn_scale(c.{factor[k]}, c.{mscale[k]}) / yarn_scale(c.{factor[k]}, c.{mscale_all[k]})"
+            else:
+                extra = f", yarn_scale(c.{factor[k]})"
+            scaled_tables = True
+        if s is not None:
+            scalings.add(s.kind)
+        tables[k] = f"rope_tables(positions, {inv}, x.dtype{extra})"
+    layouts = {r.layout for r in ropes.values() if r is not None}
+    p.plan.rope = {
+        "scalings": sorted(scalings),
+        "scaled_tables": scaled_tables,
+        "partial": any(r is not None and r.fraction != 1 for r in ropes.values()),
+        "half": "half" in layouts,
+        "interleaved": "interleaved" in layouts,
+        "reversed": "half_reversed" in layouts,
+    }
+    return tables
