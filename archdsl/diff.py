@@ -82,7 +82,12 @@ def _value(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, tuple):
-        return " ".join(v) if v else "none"
+        if not v:
+            return "none"
+        if isinstance(v[0], str):
+            return " ".join(v)
+        shown = [_value(float(x)) for x in v]
+        return " ".join(shown) if len(v) <= 6 else " ".join(shown[:3]) + f" … {shown[-1]} ({len(v)} values)"
     return str(v)
 
 
@@ -112,6 +117,9 @@ def _compare(a: Any, b: Any, prefix: str, da: int, db: int) -> list[tuple[str, s
         return out
     if isinstance(a, BaseModel) or isinstance(b, BaseModel):
         return [] if a == b else [(prefix, _spec(a, da), _spec(b, db))]
+    if a != b and isinstance(a, tuple) and isinstance(b, tuple) and a and b and not isinstance(a[0], str) and _value(a) == _value(b):
+        i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)  # numbers that differ where the short form does not show
+        return [(f"{prefix}[{i}]", _value(a[i]), _value(b[i]))]
     return [] if a == b else [(prefix, _value(a), _value(b))]
 
 

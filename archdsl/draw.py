@@ -318,8 +318,8 @@ def _positions_card(rope, model: ir.Model) -> Card:
     items = [f"θ {_num(rope.theta)}"]
     s = rope.scaling
     if s is not None:
-        name = {"linear": "linear", "llama3": "Llama 3", "yarn": "YaRN"}[s.kind]
-        text = f"{name} scaling ×{_num(s.factor)}"
+        name = {"linear": "linear", "llama3": "Llama 3", "yarn": "YaRN", "longrope": "LongRoPE"}[s.kind]
+        text = f"{name} scaling" if s.kind == "longrope" else f"{name} scaling ×{_num(s.factor)}"
         if s.kind != "linear":
             text += f" from {_int(s.original_context)}"
         items.append(text)
@@ -350,6 +350,8 @@ def _router_text(r) -> str:
             parts.append(f"×{_num(r.scale)}")
     elif r.kind == "topk_softmax":
         parts = ["top-k, then softmax"]
+    elif r.kind == "sparsemixer":
+        parts = [f"sparsemixer (ε {_num(r.jitter_eps)})"]
     else:
         parts = ["top-k sigmoid on the input"]
     if r.bias:

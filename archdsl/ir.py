@@ -172,8 +172,9 @@ class LogSteps(IR):
 
 
 class LogPosition(IR):
-    """Attention logits (after softcapping) scaled by log(pos) / log(length) for query positions
-    pos > length, by 1 before (Grok)."""
+    """Attention logits (after softcapping) scaled by log(pos) / log(length) past position length (Grok).
+
+    Query positions up to length keep their logits (a scale of 1)."""
 
     kind: Literal["log_position"] = "log_position"
     length: int = setting(..., "the position from which the temperature grows", "tokens", gt=1)
@@ -273,14 +274,49 @@ class YarnScaling(IR):
         return m(self.factor)
 
 
-RopeScaling = Annotated[Union[LinearScaling, Llama3Scaling, YarnScaling], Field(discriminator="kind")]
+class LongRopeScaling(IR):
+    """LongRoPE (Phi-3, Phi-3.5-MoE, Phi-4-mini): a divisor per feature pair, short or long by sequence length.
+
+    Each feature pair's frequency is divided by its own factor: the short factors while a
+    sequence fits original_context, the long ones once it is longer; cos and sin are scaled up."""
+
+    kind: Literal["longrope"] = "longrope"
+    short_factor: tuple[float, ...] = setting(..., "a divisor per rotating feature pair, for sequences of at most original_context tokens")
+    long_factor: tuple[float, ...] = setting(..., "a divisor per rotating feature pair, for longer sequences")
+    original_context: int = setting(..., "context length of pre-training", "tokens", gt=0)
+    short_scale: float | None = setting(
+        None,
+        "cos and sin are multiplied by this for sequences of at most original_context tokens",
+        default_doc="sqrt(1 + ln(s) / ln(original_context)) with s = context / original_context; 1 when s ≤ 1",
+        gt=0,
+    )
+    long_scale: float | None = setting(None, "cos and sin are multiplied by this for longer sequences", default_doc="short_scale", gt=0)
+
+    def check(self, ctx, at):
+        for key in ("short_factor", "long_factor"):
+            bad = next((x for x in getattr(self, key) if not 0 < x < math.inf), None)
+            if bad is not None:
+                raise error(at(key), f"'{key}' must hold positive numbers, found {bad:g}")
+        if len(self.short_factor) != len(self.long_factor):
+            raise error(at("long_factor"), f"long_factor has {len(self.long_factor)} numbers and short_factor {len(self.short_factor)}: one each per rotating feature pair")
+
+    def scales(self, context: int) -> tuple[float, float]:
+        """(short, long): what cos and sin are multiplied by, within and past original_context."""
+        short = self.short_scale
+        if short is None:
+            s = context / self.original_context
+            short = 1.0 if s <= 1 else math.sqrt(1 + math.log(s) / math.log(self.original_context))
+        return short, short if self.long_scale is None else self.long_scale
+
+
+RopeScaling = Annotated[Union[LinearScaling, Llama3Scaling, YarnScaling, LongRopeScaling], Field(discriminator="kind")]
 
 
 class Rope(IR):
     """Rotary position embedding on queries and keys. `rope none` makes a NoPE layer."""
 
     theta: float = setting(10_000.0, "base of the rotation frequencies", gt=0)
-    scaling: RopeScaling | None = setting(None, "frequency scaling for long contexts: linear, llama3 or yarn")
+    scaling: RopeScaling | None = setting(None, "frequency scaling for long contexts: linear, llama3, yarn or longrope")
     fraction: float = setting(1.0, "fraction of each head's features that rotate (partial rotary, GLM)", gt=0, le=1)
     layout: Literal["half", "interleaved", "half_reversed"] = setting(
         "half",
@@ -385,7 +421,20 @@ class TopkSigmoid(IR):
     softcap: float | None = setting(None, "router logits become softcap · tanh(logits / softcap)", gt=0)
 
 
-Router = Annotated[Union[SoftmaxTopk, TopkSoftmax, Sigmoid, TopkSigmoid], Field(discriminator="kind")]
+class Sparsemixer(IR):
+    """SparseMixer as at inference (Phi-3.5-MoE): the best expert, then the best of the others.
+
+    Each is weighted by a softmax over the experts whose logits come within a relative
+    2 · jitter_eps of its own (the others are left out of the softmax). Always two experts per
+    token; training's sampled choice and its gradient estimator are not part of the model."""
+
+    kind: Literal["sparsemixer"] = "sparsemixer"
+    jitter_eps: float = setting(0.01, "experts whose logit is within this relative distance (times 2) of the chosen one share its softmax", ge=0)
+    bias: bool = setting(False, "a bias on the router logits")
+    softcap: float | None = setting(None, "router logits become softcap · tanh(logits / softcap)", gt=0)
+
+
+Router = Annotated[Union[SoftmaxTopk, TopkSoftmax, Sigmoid, TopkSigmoid, Sparsemixer], Field(discriminator="kind")]
 
 
 class Silu(IR):
@@ -407,8 +456,9 @@ class GeluTanh(IR):
 
 
 class SwigluClamped(IR):
-    """gpt-oss's clamped SwiGLU: gate clamped above at limit, up to ±limit, then
-    (up + 1) · gate · sigmoid(alpha · gate)."""
+    """gpt-oss's clamped SwiGLU: (up + 1) · gate · sigmoid(alpha · gate), gate and up clamped.
+
+    The gate is clamped above at limit, up to ±limit."""
 
     kind: Literal["swiglu_clamped"] = "swiglu_clamped"
     alpha: float = setting(1.702, "slope inside the sigmoid", gt=0)
@@ -419,8 +469,9 @@ ExpertAct = Annotated[Union[Silu, Gelu, GeluTanh, SwigluClamped], Field(discrimi
 
 
 class Moe(IR):
-    """Mixture of experts: a router sends each token to top_k of `experts` gated MLPs; shared
-    experts see every token."""
+    """Mixture of experts: a router sends each token to top_k of `experts` gated MLPs.
+
+    Shared experts see every token."""
 
     kind: Literal["moe"] = "moe"
     experts: int = setting(..., "routed experts", gt=0)
@@ -435,7 +486,7 @@ class Moe(IR):
     dense_hidden: int | None = setting(
         None, "an always-on gated MLP beside the experts, with the experts' activation; the output is (experts + dense) / sqrt(2) (Grok)", "features", gt=0
     )
-    router: Router = setting(..., "how tokens choose experts: softmax_topk, topk_softmax, sigmoid or topk_sigmoid")
+    router: Router = setting(..., "how tokens choose experts: softmax_topk, topk_softmax, sigmoid, topk_sigmoid or sparsemixer")
 
     @classmethod
     def derive(cls, values, ctx, at):
@@ -466,6 +517,8 @@ class Moe(IR):
                 raise error(at("router.groups"), f"groups of {per_group} expert: a group is scored by its two best experts")
             if r.top_groups * per_group < self.top_k:
                 raise error(at("router.top_groups"), f"{r.top_groups} groups of {per_group} experts cannot supply top_k {self.top_k} experts")
+        if isinstance(r, Sparsemixer) and self.top_k != 2:
+            raise error(at("top_k"), f"the sparsemixer router chooses 2 experts per token, not {self.top_k}", "set top_k=2")
         plain = isinstance(self.act, Silu | Gelu | GeluTanh)
         if isinstance(r, TopkSigmoid) and (not plain or self.bias):
             raise error(
@@ -527,6 +580,9 @@ class Block(IR):
                     at("rope.fraction"),
                     f"rope fraction {self.rope.fraction} of head_dim {base} gives {base * self.rope.fraction:g} rotary features; it must be a positive even whole number",
                 )
+            s = self.rope.scaling
+            if isinstance(s, LongRopeScaling) and len(s.short_factor) != rotary // 2:
+                raise error(at("rope.scaling.short_factor"), f"short_factor has {len(s.short_factor)} numbers; the {rotary} rotating features form {rotary // 2} pairs, one number each")
         if isinstance(self.attention, Mla) and self.rope is None:
             raise error(at("attention"), "mla attention needs RoPE: its qk_rope_dim features exist to carry positions")
         scale = self.attention.query_scale

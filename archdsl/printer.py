@@ -44,7 +44,7 @@ def _scalar(key: str, value: Any, owner: BaseModel | None = None) -> str:
     if value is None:
         return "none"
     if isinstance(value, tuple):
-        return " ".join(value) if value else "none"
+        return " ".join(v if isinstance(v, str) else number(v) for v in value) if value else "none"
     if isinstance(value, str):
         return value
     if key == "query_scale" and isinstance(value, float) and 1e-12 < value <= 1:  # else n ** -0.5 overflows or n is 0
@@ -94,8 +94,9 @@ def _compound(obj: BaseModel, d_model: int, base: BaseModel | None = None) -> st
     items = [(k, "" if k == "bias" and isinstance(getattr(obj, k), tuple) and t == "q k v o" else t) for k, t in _items(obj, d_model, base if same_kind else None)]
     body = f"{{ {'; '.join(k if t == '' else f'{k} {t}' for k, t in items)} }}" if items else "{ }"
     if kind is not None and not same_kind:
-        if any(" " in t and not t.endswith("** -0.5") and "(" not in t for _, t in items):
-            return f"{kind} {body}"  # a list of words is written in block form
+        numbers = {k for k, _ in items if isinstance(getattr(obj, k), tuple) and not any(isinstance(v, str) for v in getattr(obj, k))}
+        if any(" " in t and not t.endswith("** -0.5") and "(" not in t and k not in numbers for k, t in items):
+            return f"{kind} {body}"  # a list of words is written in block form; numbers stay in the call
         args = ", ".join(k if text == "" else f"{k}={text}" for k, text in items)
         return f"{kind}({args})" if args else kind
     return body
@@ -196,7 +197,7 @@ def to_spec(model: ir.Model, comment: str | None = None) -> str:
                 continue
             if base is not None and getattr(base, key) == value:
                 continue
-            if base is None and key == "norms" and value == "pre":
+            if base is None and not ir.Block.model_fields[key].is_required() and value == ir.Block.model_fields[key].default:
                 continue
             if value is None:
                 if base is not None:

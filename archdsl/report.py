@@ -80,7 +80,9 @@ def _positions(rope, model: ir.Model) -> str:
     if rope is None:
         return "learned (absolute)" if model.embedding.positions == "learned" else "NoPE"
     text = f"RoPE θ {_num(rope.theta)}"
-    if rope.scaling is not None:
+    if rope.scaling is not None and rope.scaling.kind == "longrope":
+        text += f", longrope from {_num(rope.scaling.original_context)}"
+    elif rope.scaling is not None:
         text += f", {rope.scaling.kind} ×{_num(rope.scaling.factor)}"
     if rope.fraction != 1:
         text += f", {rope.fraction:.0%} of head"

@@ -92,6 +92,7 @@ class _Shape:
         self.classes: list[type[ir.IR]] = []
         self.literals: tuple[str, ...] | None = None
         self.literal_list = False
+        self.number_list = False
         self.scalar: type | None = None
         for option in _flatten(annotation):
             if option is type(None):
@@ -100,6 +101,8 @@ class _Shape:
                 self.classes.append(option)
             elif get_origin(option) is Literal:
                 self.literals = tuple(get_args(option))
+            elif get_origin(option) is tuple and get_args(option)[0] is float:
+                self.number_list = True  # one number or more: `short_factor=1 1.02 1.05`
             elif get_origin(option) is tuple:
                 self.literal_list = True
                 self.literals = tuple(get_args(get_args(option)[0]))
@@ -336,6 +339,16 @@ class _Builder:
             for arg in args:
                 chosen.add(self._word(key, arg, shape.literals))
             return tuple(v for v in shape.literals if v in chosen)
+        if shape.number_list:
+            if not args:
+                raise error(setting.pos, f"'{key}' needs numbers", f"{key}: {field.description}" if field.description else None)
+            numbers = []
+            for arg in args:
+                if isinstance(arg, Name) and arg.name == "none":
+                    raise error(arg.pos, f"'{key}' cannot be none", f"{key} needs numbers")
+                numbers.append(float(evaluate(arg, scope.lookup)))
+                _check_bounds(key, field, numbers[-1], arg.pos)
+            return tuple(numbers)
         if shape.scalar is bool:
             if not args:
                 return True

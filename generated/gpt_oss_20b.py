@@ -68,12 +68,6 @@ class RMSNorm(nn.Module):
         return (h * self.weight.float()).type_as(x)  # the weight applied in float32
 
 
-def rope_frequencies(dim: int, theta: float, device: torch.device) -> torch.Tensor:
-    """Rotation speeds of RoPE: theta ** (-2i / dim) for each feature pair i < dim / 2, in float32."""
-    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=device).float() / dim
-    return 1.0 / (theta**exponents)
-
-
 def yarn_frequencies(
     dim: int,
     theta: float,

@@ -100,6 +100,10 @@ def save(config: dict, path: Path) -> Path:
     return path
 
 
+# LongRoPE factors for 8 feature pairs (head_dim 16)
+SHORT = [1.0, 1.05, 1.12, 1.3, 1.55, 1.9, 2.4, 3.1]
+LONG = [1.2, 1.6, 2.3, 3.4, 5.1, 7.7, 11.6, 17.5]
+
 # Settings the defaults leave off, each tested as a variant of its type's tiny config.
 VARIANTS: dict[str, dict[str, dict]] = {
     "granite": {"multipliers": {"embedding_multiplier": 12.0, "attention_multiplier": 0.015625, "residual_multiplier": 0.22, "logits_scaling": 8.0}},
@@ -118,6 +122,19 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "deepseek_v2": {"grouped": {"topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2, "routed_scaling_factor": 2.5, "mlp_bias": True}},
     "ernie4_5_moe": {"bias": {"use_bias": True, "moe_layer_start_index": 0}},
     "dbrx": {"clip_qkv": {"attn_config": {"kv_n_heads": 2, "clip_qkv": 0.05, "rope_theta": 10000.0}, "ffn_config": {"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 2, "moe_normalize_expert_weights": None}}},
+    # LongRoPE: sequences of the tests pass the original context (8: the long factors, and generation
+    # recomputes its cache when it passes) or stay within it (64)
+    "phi3": {
+        "longrope": {"original_max_position_embeddings": 8, "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": SHORT, "long_factor": LONG}},
+        "longrope_within": {"original_max_position_embeddings": 64, "rope_parameters": {"type": "su", "rope_theta": 10000.0, "original_max_position_embeddings": 64, "short_factor": SHORT, "long_factor": LONG}},
+    },
+    # transformers' PhiMoE rotates with the short factors at every length (its rotary forward
+    # recomputes them without the sequence length), so its test stays within the original context
+    "phimoe": {
+        "longrope": {"rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": 64, "short_factor": SHORT, "long_factor": LONG,
+                                         "short_mscale": 1.2, "long_mscale": 1.35}},
+        "biases": {"attention_bias": True, "lm_head_bias": True, "sliding_window": 8, "router_jitter_noise": 0.3},
+    },
     "hunyuan_v1_dense": {"ntk_alpha": {"rope_parameters": {"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}}},
 }
 

@@ -83,6 +83,36 @@ def test_yarn(tmp_path, p):
         assert ours_scale == pytest.approx(theirs_scale, rel=1e-12)
 
 
+LONGROPE = [
+    dict(original=16, context=64, attention_factor=None),  # scale from context / original
+    dict(original=16, context=16, attention_factor=None),  # no extension: scale 1
+    dict(original=8, context=64, attention_factor=1.5),
+]
+
+
+@pytest.mark.parametrize("p", LONGROPE, ids=[f"longrope{i}" for i in range(len(LONGROPE))])
+def test_longrope(tmp_path, p):
+    """Short factors up to the original context, long ones past it, and the cos/sin scale: as
+    transformers' longrope for every sequence length around the switch."""
+    torch.manual_seed(p["original"])
+    short = [round(1 + x, 4) for x in torch.rand(16).tolist()]
+    long = [round(1 + 8 * x, 4) for x in torch.rand(16).tolist()]
+    extra = f", short_scale={p['attention_factor']}" if p["attention_factor"] else ""
+    spec = f"theta=10_000 scaling=longrope(short_factor={' '.join(map(str, short))}, long_factor={' '.join(map(str, long))}, original_context={p['original']}{extra})"
+    m = module_with(spec, tmp_path)
+    params = {"rope_type": "longrope", "rope_theta": 10_000.0, "short_factor": short, "long_factor": long, "original_max_position_embeddings": p["original"]}
+    if p["attention_factor"]:
+        params["attention_factor"] = p["attention_factor"]
+    config = transformers.LlamaConfig(hidden_size=128, num_attention_heads=4, head_dim=32, max_position_embeddings=p["context"], rope_parameters=params)
+    for length in (1, p["original"] - 1, p["original"], p["original"] + 1, 3 * p["original"]):
+        theirs, theirs_scale = ROPE_INIT_FUNCTIONS["longrope"](config, "cpu", seq_len=length)
+        ours = m.longrope_frequencies(32, 10_000.0, tuple(short), tuple(long), p["original"], torch.arange(length))
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    text = f"model m {{ vocab 4; d_model 8; context {p['context']}; norm rms; block b {{ attention mha(heads=1, head_dim=32); rope {spec}; ffn mlp(hidden=8) }}; layers b }}"
+    scaling = loads(text).kinds["b"].rope.scaling
+    assert scaling.scales(p["context"]) == (pytest.approx(theirs_scale, rel=1e-12),) * 2
+
+
 def test_linear_scaling_and_default(tmp_path):
     m = module_with("theta=1_000_000 scaling=linear(factor=8)", tmp_path)
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
@@ -167,3 +197,13 @@ def test_moe_matches_running_every_expert(tmp_path):
 
 def F_silu(x):
     return torch.nn.functional.silu(x)
+
+
+def test_longrope_two_scales(tmp_path):
+    """Separate cos/sin scales within and past the original context (Phi-3.5-MoE's mscales)."""
+    m = module_with("theta=10_000 scaling=longrope(short_factor=" + " 1" * 16 + ", long_factor=" + " 2" * 16 + ", original_context=8, short_scale=1.2, long_scale=1.35)", tmp_path)
+    assert m.Config.rope_short_scale == 1.2 and m.Config.rope_long_scale == 1.35
+    assert m.longrope_scale(torch.arange(8), 8, 1.2, 1.35).item() == pytest.approx(1.2)
+    assert m.longrope_scale(torch.arange(9), 8, 1.2, 1.35).item() == pytest.approx(1.35)
+    cos, _ = m.rope_tables(torch.arange(9), m.longrope_frequencies(32, 10_000.0, (1.0,) * 16, (2.0,) * 16, 8, torch.arange(9)), torch.float32, m.longrope_scale(torch.arange(9), 8, 1.2, 1.35))
+    assert cos[0, 0].item() == pytest.approx(1.35)  # position 0: cos 1, times the long scale

@@ -141,3 +141,27 @@ def test_json_format(capsys):
 def test_text_is_deterministic():
     a, b = load_model("gemma3-27b"), load_model("gpt-oss-20b")
     assert render_text(diff(a, b)) == render_text(diff(a, b))
+
+
+def test_longrope_factors():
+    """Number lists: short ones in full; long ones by their ends and count, and a difference the
+    short form hides is named by its index."""
+    from archdsl.resolve import loads
+
+    def model(short: str, long: str = "1 2 3 4 5 6 7 8"):
+        return loads(
+            "model m { vocab 64; d_model 64; context 64; norm rms; block b { attention gqa(heads=4, kv_heads=2); "
+            f"rope scaling=longrope(short_factor={short}, long_factor={long}, original_context=16); ffn swiglu(hidden=64) }}; layers 2 x b }}"
+        )
+
+    base = model("1 1.1 1.2 1.3 1.4 1.5 1.6 1.7")
+    changes = diff(base, model("1 1.1 1.2 1.35 1.4 1.5 1.6 1.7")).changes
+    assert [(c.section, c.what, c.a, c.b) for c in changes] == [("positions", "scaling.short_factor[3]", "1.3", "1.35")]
+    changes = diff(base, model("1 1.1 1.2 1.3 1.4 1.5 1.6 1.8")).changes
+    assert [(c.what, c.a, c.b) for c in changes] == [("scaling.short_factor", "1 1.1 1.2 … 1.7 (8 values)", "1 1.1 1.2 … 1.8 (8 values)")]
+    two = loads(
+        "model m { vocab 64; d_model 64; context 64; norm rms; block b { attention gqa(heads=2, kv_heads=1, head_dim=4); "
+        "rope scaling=longrope(short_factor=1 2, long_factor=3 4, original_context=16); ffn swiglu(hidden=64) }; layers 2 x b }"
+    )
+    other = two.model_copy(update={"kinds": {"b": two.kinds["b"].model_copy(update={"rope": two.kinds["b"].rope.model_copy(update={"scaling": two.kinds["b"].rope.scaling.model_copy(update={"long_factor": (3.0, 5.0)})})})}})
+    assert [(c.what, c.a, c.b) for c in diff(two, other).changes] == [("scaling.long_factor", "3 4", "3 5")]

@@ -47,3 +47,11 @@ def test_examples_in_the_docs_are_valid():
         assert blocks, path
         for block in blocks:
             loads(block, path.name)
+
+
+def test_section_summaries_are_whole_sentences():
+    """The reference shows the first line of each class's docstring: it must not stop mid-sentence."""
+    from archdsl.docs import SECTIONS
+
+    cut = [c.__name__ for _, _, classes in SECTIONS for c in classes if not c.__doc__.strip().splitlines()[0].rstrip().endswith(".")]
+    assert not cut

@@ -128,7 +128,9 @@ def test_import_rejects_unsupported_types():
         import_hf({"model_type": "bert"})
     with pytest.raises(HFError, match="the config lacks num_hidden_layers, vocab_size, hidden_size, intermediate_size"):
         import_hf({"model_type": "llama", "num_attention_heads": 4})
-    with pytest.raises(HFError, match="RoPE type 'longrope' is not supported"):
+    with pytest.raises(HFError, match="RoPE type 'dynamic' is not supported"):
+        import_hf(dict(SEED_CONFIGS["llama-3-8b"], rope_scaling={"rope_type": "dynamic", "factor": 2.0}))
+    with pytest.raises(HFError, match="rope_parameters of RoPE type 'longrope' lacks 'short_factor'"):
         import_hf(dict(SEED_CONFIGS["llama-3-8b"], rope_scaling={"rope_type": "longrope", "factor": 2.0}))
 
 

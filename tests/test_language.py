@@ -31,6 +31,7 @@ def spec(model: str = "", block: str | None = None, layers: str = "2 x b", extra
 
 
 MOE = "    attention gqa(heads=4, kv_heads=2)\n    ffn moe({})"
+LONGROPE = "    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope scaling=longrope("
 
 
 def located(text: str) -> tuple[str, int, int]:
@@ -157,6 +158,13 @@ CASES = [
     ("mha kv", spec(block=f"    attention mha(heads=4, {MARK}kv_heads=2)\n    ffn swiglu(hidden=64)"), "mha has one key/value head per query head, but kv_heads 2 != heads 4", "use gqa for grouped key/value heads"),
     ("mqa kv", spec(block=f"    attention mqa(heads=4, {MARK}kv_heads=2)\n    ffn swiglu(hidden=64)"), "mqa has a single key/value head, but kv_heads is 2", "use gqa for several key/value heads"),
     ("heads divisible", spec(block=f"    attention gqa(heads=4, {MARK}kv_heads=3, head_dim=16)\n    ffn swiglu(hidden=64)"), "heads 4 is not divisible by kv_heads 3", None),
+    # LongRoPE: head_dim 16 → 8 feature pairs, a number each
+    ("longrope short count", spec(block=f"{LONGROPE}{MARK}short_factor=1 1 1, long_factor=1 1 1, original_context=8)"), "short_factor has 3 numbers; the 16 rotating features form 8 pairs, one number each", None),
+    ("longrope counts differ", spec(block=f"{LONGROPE}short_factor=1 1 1 1 1 1 1 1, {MARK}long_factor=1 1, original_context=8)"), "long_factor has 2 numbers and short_factor 8: one each per rotating feature pair", None),
+    ("longrope factor not positive", spec(block=f"{LONGROPE}{MARK}short_factor=1 1 1 0 1 1 1 1, long_factor=1 1 1 1 1 1 1 1, original_context=8)"), "'short_factor' must hold positive numbers, found 0", None),
+    ("number list none", spec(block=f"{LONGROPE}short_factor={MARK}none, long_factor=1, original_context=8)"), "'short_factor' cannot be none", "short_factor needs numbers"),
+    ("number list empty", spec(block=f"{LONGROPE}{MARK}short_factor, long_factor=1 1 1 1 1 1 1 1, original_context=8)"), "'short_factor' needs numbers", None),
+    ("sparsemixer top_k", spec(block=MOE.format(f"experts=4, {MARK}top_k=3, hidden=8, router=sparsemixer")), "the sparsemixer router chooses 2 experts per token, not 3", "set top_k=2"),
     ("llama3 factors", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope scaling=llama3(factor=8, original_context=64, low_freq_factor=4, {MARK}high_freq_factor=1)"), "high_freq_factor 1 must be at least low_freq_factor 4", None),
     ("rotary features", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope {MARK}fraction=0.3"), "rope fraction 0.3 of head_dim 16 gives 4.8 rotary features; it must be a positive even whole number", None),
     ("rms variants", spec(block=f"    {MARK}norm rms(zero_centered)\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "every RMSNorm of a model must agree on zero_centered, weight_fp32 and affine", "set them on the model-level norm only"),

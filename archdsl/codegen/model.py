@@ -43,6 +43,7 @@ def finish(p: Planner, title: str, layers_expr: str) -> None:
         "loop_args": p.loop_args,
         "per_kind_args": p.per_kind_args,
         "custom_init": custom_init(p),
+        "rope_switch": p.rope_switch,
     }
 
 
@@ -96,8 +97,11 @@ def describe(model: ir.Model) -> list[str]:
             bits.append("NoPE")
         else:
             r = f"RoPE θ={_number(b.rope.theta)}"
-            if b.rope.scaling is not None:
-                r += f" {b.rope.scaling.kind}×{b.rope.scaling.factor:g}"
+            s = b.rope.scaling
+            if isinstance(s, ir.LongRopeScaling):
+                r += f" longrope from {s.original_context:,}"
+            elif s is not None:
+                r += f" {s.kind}×{s.factor:g}"
             if b.rope.fraction != 1:
                 r += f" on {b.rope.fraction:g} of each head"
             bits.append(r)

@@ -26,6 +26,7 @@ def classes(p: Planner) -> dict[str, str]:
     top_groups = field("router_top_groups", lambda f: f.router.top_groups if isinstance(f.router, grouped) and f.router.groups > 1 else None, "groups a token may choose experts from")
     routed_scale = field("routed_scale", lambda f: f.router.scale if isinstance(f.router, grouped) and f.router.scale != 1 else None, "routed experts' weights are multiplied by this")
     router_softcap = field("router_softcap", lambda f: f.router.softcap, "router logits are softcapped to (-c, c)")
+    jitter_eps = field("router_jitter_eps", lambda f: f.router.jitter_eps if isinstance(f.router, ir.Sparsemixer) else None, "sparsemixer: relative width of the experts that share a softmax")
     alpha = field("swiglu_alpha", lambda f: f.act.alpha if isinstance(f.act, ir.SwigluClamped) else None, "clamped SwiGLU: slope inside the sigmoid")
     limit = field("swiglu_limit", lambda f: f.act.limit if isinstance(f.act, ir.SwigluClamped) else None, "clamped SwiGLU: clamp of gate and up")
 
@@ -49,10 +50,11 @@ def classes(p: Planner) -> dict[str, str]:
             "groups": f"config.{groups[k]}" if groups[k] else None,
             "top_groups": f"config.{top_groups[k]}" if top_groups[k] else None,
             "scale": f"config.{routed_scale[k]}" if routed_scale[k] else None,
+            "jitter_eps": f"config.{jitter_eps[k]}" if jitter_eps[k] is not None else None,
         }
         key = repr(sorted(router.items()))
         if key not in routers:
-            base = {"softmax_topk": "SoftmaxRouter", "topk_softmax": "TopkSoftmaxRouter", "sigmoid": "SigmoidRouter", "topk_sigmoid": "TopkSigmoidRouter"}[r.kind]
+            base = {"softmax_topk": "SoftmaxRouter", "topk_softmax": "TopkSoftmaxRouter", "sigmoid": "SigmoidRouter", "topk_sigmoid": "TopkSigmoidRouter", "sparsemixer": "SparsemixerRouter"}[r.kind]
             name = p.class_name(base if all(x["name"] != base for x in routers.values()) else f"{camel(k)}{base}")
             routers[key] = dict(router, name=name)
         router_name = routers[key]["name"]
@@ -119,6 +121,8 @@ def router_doc(f: ir.Moe) -> str:
             text += f", scaled by {r.scale:g}"
     elif isinstance(r, ir.TopkSoftmax):
         text = f"The top {f.top_k} of {f.experts} router logits, then a softmax over them"
+    elif isinstance(r, ir.Sparsemixer):
+        text = f"SparseMixer over {f.experts} experts, as at inference: the best expert, then the best of the others, each weighted by a softmax over the experts within a relative {2 * r.jitter_eps:g} of its logit"
     elif isinstance(r, ir.TopkSigmoid):
         text = f"The top {f.top_k} of {f.experts} router logits, each through a sigmoid"
     else:

@@ -40,7 +40,7 @@ class ConfigPlan:
         self.fields: list[ConfigField] = []
 
     def add(self, name: str, value: Any, comment: str, annotation: str | None = None) -> str:
-        annotation = annotation or type(value).__name__
+        annotation = annotation or ("tuple[float, ...]" if isinstance(value, tuple) else type(value).__name__)
         self.fields.append(ConfigField(name, annotation, py_literal(value), comment))
         return name
 
@@ -160,6 +160,8 @@ class Planner:
         self.temperature_floor: Fields = {}
         self.temperature_scale: Fields = {}
         self.temperature_length: Fields = {}
+        # set by rope.plan: the Config fields of the lengths at which LongRoPE switches factors
+        self.rope_switch: list[str] = []
         # set by masks.plan: the inputs each layer receives and the forward's setup lines
         self.eager: dict[str, bool] = {}
         self.inputs: list[tuple[str, dict[str, str | None]]] = []

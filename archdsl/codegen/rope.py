@@ -3,6 +3,8 @@ expression; the frequency, scaling and rotation functions are rope.py.j2."""
 
 from __future__ import annotations
 
+import re
+
 from .. import ir
 from .plan import Fields, Planner
 
@@ -29,6 +31,15 @@ def plan(p: Planner) -> Fields:
     mscale = scaling_field("rope_mscale", "mscale", "YaRN mscale")
     mscale_all = scaling_field("rope_mscale_all_dim", "mscale_all_dim", "YaRN mscale_all_dim")
     attention_factor = scaling_field("rope_attention_factor", "attention_factor", "YaRN: cos/sin scale")
+    short_factor = scaling_field("rope_short_factor", "short_factor", "LongRoPE: each feature pair's divisor, up to rope_original_context tokens")
+    long_factor = scaling_field("rope_long_factor", "long_factor", "LongRoPE: each feature pair's divisor, past rope_original_context tokens")
+    scales = {k: r.scaling.scales(p.model.context) if r and isinstance(r.scaling, ir.LongRopeScaling) else None for k, r in ropes.items()}
+    one_scale = all(v is None or v[0] == v[1] for v in scales.values())
+    if one_scale:
+        short_scale = long_scale = cfg.per_kind("rope_scale", {k: v and v[0] for k, v in scales.items()}, "LongRoPE: cos/sin scale", kinds)
+    else:
+        short_scale = cfg.per_kind("rope_short_scale", {k: v and v[0] for k, v in scales.items()}, "LongRoPE: cos/sin scale up to rope_original_context tokens", kinds)
+        long_scale = cfg.per_kind("rope_long_scale", {k: v and v[1] for k, v in scales.items()}, "LongRoPE: cos/sin scale past rope_original_context tokens", kinds)
 
     scalings, scaled_tables = set(), False
     for k, r in ropes.items():
@@ -53,13 +64,25 @@ def plan(p: Planner) -> Fields:
             else:
                 extra = f", yarn_scale(c.{factor[k]})"
             scaled_tables = True
+        elif isinstance(s, ir.LongRopeScaling):
+            inv = f"longrope_frequencies({dim}, c.{theta[k]}, c.{short_factor[k]}, c.{long_factor[k]}, c.{original[k]}, positions)"
+            if one_scale:
+                extra = f", c.{short_scale[k]}"
+            else:
+                extra = f", longrope_scale(positions, c.{original[k]}, c.{short_scale[k]}, c.{long_scale[k]})"
+            scaled_tables = True
         if s is not None:
             scalings.add(s.kind)
         tables[k] = f"rope_tables(positions, {inv}, x.dtype{extra})"
     layouts = {r.layout for r in ropes.values() if r is not None}
+    # LongRoPE switches factors when a sequence grows past its original context: generation
+    # then recomputes the cache, whose keys were rotated with the short factors
+    p.rope_switch = sorted({f"self.config.{original[k]}" for k, r in ropes.items() if r and isinstance(r.scaling, ir.LongRopeScaling)})
     p.plan.rope = {
         "scalings": sorted(scalings),
         "scaled_tables": scaled_tables,
+        "longrope_scale": not one_scale,
+        "frequencies": any(t is not None and re.search(r"\brope_frequencies\(", t) for t in tables.values()),
         "partial": any(r is not None and r.fraction != 1 for r in ropes.values()),
         "half": "half" in layouts,
         "interleaved": "interleaved" in layouts,

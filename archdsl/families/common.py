@@ -5,6 +5,7 @@ Each is data or a small spec class; a family's table (tables.py) lists the ones 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,9 +87,13 @@ class AttentionBias(Spec):
 # RoPE
 
 
-def rope_from(params: dict, where: str, family: str) -> ir.Rope:
-    """A Rope from Hugging Face RoPE parameters (rope_parameters, or an old rope_scaling + rope_theta)."""
+def rope_from(params: dict, where: str, family: str, context: int | None = None, mscales: bool = False) -> ir.Rope:
+    """A Rope from Hugging Face RoPE parameters (rope_parameters, or an old rope_scaling + rope_theta).
+    `context` is max_position_embeddings (LongRoPE's default scale); with `mscales`, LongRoPE's
+    cos/sin scales are short_mscale and long_mscale (Phi-3.5-MoE) rather than attention_factor."""
     kind = params.get("rope_type", params.get("type", "default"))
+    known = {"rope_type", "type", "rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",
+             "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate"}
     try:
         theta = float(params.get("rope_theta", 10_000.0))
         scaling: dict[str, Any] | None = None
@@ -114,10 +119,11 @@ def rope_from(params: dict, where: str, family: str) -> ir.Rope:
                 "attention_factor": params.get("attention_factor"),
                 "truncate": bool(params.get("truncate", True)),
             }
+        elif kind == "longrope":
+            scaling = _longrope_from(params, context, mscales)
+            known |= {"short_factor", "long_factor"} | ({"short_mscale", "long_mscale"} if mscales else set())
         elif kind != "default":
-            raise HFError(f"model_type {family}: {where} RoPE type {short(kind)} is not supported (supported: default, linear, llama3, yarn)")
-        known = {"rope_type", "type", "rope_theta", "factor", "partial_rotary_factor", "low_freq_factor", "high_freq_factor",
-                 "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate"}
+            raise HFError(f"model_type {family}: {where} RoPE type {short(kind)} is not supported (supported: default, linear, llama3, yarn, longrope)")
         unknown = sorted(set(params) - known)
         if unknown:
             raise HFError(f"model_type {family}: {where} has {unknown[0]} {short(params[unknown[0]])}, which archdsl does not read")
@@ -125,14 +131,51 @@ def rope_from(params: dict, where: str, family: str) -> ir.Rope:
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, HFError):
             raise
+        if isinstance(exc, KeyError):
+            raise HFError(f"model_type {family}: {where} of RoPE type {short(kind)} lacks {short(exc.args[0])}") from None
         raise HFError(f"model_type {family}: {where} cannot be read ({type(exc).__name__}: {short(str(exc), 120)})") from None
 
 
-def rope_parameters(rope: ir.Rope, fraction: bool = True) -> dict:
+def _longrope_from(params: dict, context: int | None, mscales: bool) -> dict:
+    """LongRoPE's settings; a cos/sin scale is kept only where it is not the default one."""
+    original = int(params["original_max_position_embeddings"])
+    scaling: dict[str, Any] = {
+        "kind": "longrope",
+        "short_factor": tuple(float(x) for x in params["short_factor"]),
+        "long_factor": tuple(float(x) for x in params["long_factor"]),
+        "original_context": original,
+    }
+    default = ir.LongRopeScaling(**scaling).scales(int(context if context is not None else original))[0]
+    if mscales:
+        short_scale, long_scale = float(params["short_mscale"]), float(params["long_mscale"])
+    else:
+        # transformers: attention_factor, else sqrt(1 + ln(factor) / ln(original)) with factor
+        # `factor` or max_position_embeddings / original
+        short_scale = params.get("attention_factor")
+        if short_scale is None and params.get("factor") is not None:
+            factor = float(params["factor"])
+            short_scale = 1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original))
+        long_scale = short_scale
+    if short_scale is not None and float(short_scale) != default:
+        scaling["short_scale"] = float(short_scale)
+    if long_scale is not None and float(long_scale) != scaling.get("short_scale", default):
+        scaling["long_scale"] = float(long_scale)
+    return scaling
+
+
+def rope_parameters(rope: ir.Rope, fraction: bool = True, context: int | None = None, mscales: bool = False) -> dict:
     params: dict[str, Any] = {"rope_theta": rope.theta}
     s = rope.scaling
     if s is None:
         params["rope_type"] = "default"
+    elif isinstance(s, ir.LongRopeScaling):
+        params.update(rope_type="longrope", short_factor=list(s.short_factor), long_factor=list(s.long_factor), original_max_position_embeddings=s.original_context)
+        if mscales:
+            params["short_mscale"], params["long_mscale"] = s.scales(context if context is not None else s.original_context)
+        elif s.long_scale is not None:
+            raise HFError("LongRoPE with a different long_scale is Phi-3.5-MoE's (phimoe): this type scales cos and sin by one attention_factor")
+        elif s.short_scale is not None:
+            params["attention_factor"] = s.short_scale
     elif isinstance(s, ir.LinearScaling):
         params.update(rope_type="linear", factor=s.factor)
     elif isinstance(s, ir.Llama3Scaling):
@@ -171,9 +214,15 @@ class RopeKeys(Spec):
     fraction_default: float = 1.0
     write_fraction: str = "inside"  # where export writes a partial factor: "inside", "top" or "both"
     theta_key: str = "rope_theta"  # the older top-level key of the base (GPT-NeoX: rotary_emb_base)
+    # Phi-3: a top-level original_max_position_embeddings (its config class defaults it to 4096)
+    # overrides the one inside the RoPE parameters
+    original_top: bool = False
+    original_default: int | None = None
+    mscales: bool = False  # LongRoPE's cos/sin scales are short_mscale / long_mscale (Phi-3.5-MoE)
 
     def __post_init__(self) -> None:
         keys = ("rope_parameters", "rope_theta", "rope_scaling", self.theta_key) + ((self.fraction_key,) if self.fraction_key else ()) + self.old_keys
+        keys += ("original_max_position_embeddings",) if self.original_top else ()
         self.keys = tuple(dict.fromkeys(keys))
 
     def _params(self, config: Config, layer_type: str | None) -> dict:
@@ -193,7 +242,9 @@ class RopeKeys(Spec):
                 raise config.refuse("rope_scaling", params, "it must be an object")
             if layer_type == "sliding_attention" and "rope_local_base_freq" in self.old_keys:
                 params = {"rope_theta": config.get("rope_local_base_freq", float, 10_000.0)}
-        if params.get("rope_type", params.get("type", "default")) in ("llama3", "yarn"):  # as transformers fills it
+        if params.get("rope_type", params.get("type", "default")) in ("llama3", "yarn", "longrope"):  # as transformers fills it
+            if self.original_top and (config.raw("original_max_position_embeddings") is not None or self.original_default is not None):
+                params["original_max_position_embeddings"] = config.get("original_max_position_embeddings", int, self.original_default)
             params.setdefault("original_max_position_embeddings", config.raw("max_position_embeddings"))
         params.setdefault("rope_theta", config.get(self.theta_key, float, self.theta))
         if self.fraction_key and "partial_rotary_factor" not in params:
@@ -207,7 +258,8 @@ class RopeKeys(Spec):
             if not self.fraction_key and params.get("partial_rotary_factor", 1.0) != 1:
                 # these families rotate every feature: transformers ignores the factor (or fails on it)
                 raise config.refuse("rope_parameters", params, "this type rotates every feature of a head (partial_rotary_factor must be 1)")
-            rope = rope_from(params, f"rope_parameters[{layer_type}]" if layer_type else "rope_parameters", config.family)
+            where = f"rope_parameters[{layer_type}]" if layer_type else "rope_parameters"
+            rope = rope_from(params, where, config.family, out.get("context"), self.mscales)
             rope = rope.model_copy(update={"layout": self.layout})
             for path, value in (("rope.theta", rope.theta), ("rope.scaling", rope.scaling), ("rope.fraction", rope.fraction), ("rope.layout", rope.layout)):
                 out.set(path, value.model_dump() if isinstance(value, ir.IR) else value, tag)
@@ -218,7 +270,7 @@ class RopeKeys(Spec):
             for layer_type, tag in self.per_type.items():
                 rope = _rope_of(view, tag)
                 if rope is not None:
-                    entries[layer_type] = rope_parameters(rope, self.write_fraction != "top")
+                    entries[layer_type] = rope_parameters(rope, self.write_fraction != "top", view.model.context, self.mscales)
             if entries:
                 for layer_type in self.per_type:
                     entries.setdefault(layer_type, next(iter(entries.values())))
@@ -227,7 +279,9 @@ class RopeKeys(Spec):
         rope = _rope_of(view, self.tag)
         if rope is None:
             return
-        config["rope_parameters"] = rope_parameters(rope, self.write_fraction in ("inside", "both"))
+        config["rope_parameters"] = rope_parameters(rope, self.write_fraction in ("inside", "both"), view.model.context, self.mscales)
+        if self.original_top and isinstance(rope.scaling, ir.LongRopeScaling | ir.Llama3Scaling | ir.YarnScaling):
+            config["original_max_position_embeddings"] = rope.scaling.original_context
         if self.fraction_key and self.write_fraction in ("top", "both"):
             config[self.fraction_key] = rope.fraction
 

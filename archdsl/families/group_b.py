@@ -90,6 +90,21 @@ class Rope(RopeKeys):
             config["rope_parameters"]["partial_rotary_factor"] = view.value("rope.fraction")
 
 
+@dataclass
+class PhiRope(RopeKeys):
+    """Phi-3's RoPE: default or LongRoPE, which its older configs call su or yarn."""
+
+    def _params(self, config, layer_type):
+        params = super()._params(config, layer_type)
+        kind = params.pop("type", params.get("rope_type", "default"))
+        params["rope_type"] = "longrope" if kind in ("su", "yarn") else kind
+        if params["rope_type"] not in ("default", "longrope"):
+            raise config.refuse("rope_parameters", params, "this type's RoPE is default or longrope")
+        if params["rope_type"] == "longrope":  # the top-level key (default 4096) wins, as in Phi3Config
+            params["original_max_position_embeddings"] = config.get("original_max_position_embeddings", int, self.original_default)
+        return params
+
+
 def full_rope(model_type: str) -> Rope:
     return Rope(
         fraction_key=None,
@@ -254,10 +269,9 @@ family(
             Key("intermediate_size", "ffn.hidden", default=8192),
             gated_act({**SILU, **GELU}, default="silu"),
             Key("sliding_window", "attention.window", default=None, write_default=True, none_is_value=True),
-            Rope(scaling_why="Phi-3's only scaled RoPE is LongRoPE (su and yarn are read as longrope), which archdsl cannot express"),
+            PhiRope(original_top=True, original_default=4096),
         ],
         ignored=frozenset({
-            "original_max_position_embeddings",  # read by LongRoPE only (refused), and to drop the cache at that length in generate
             "attention_bias",  # in Phi-3's Hub configs, not a Phi3Config key: its projections never have biases
         }),
         naming=llama_naming(

@@ -70,6 +70,7 @@ def _mixtral_naming(name: str, formats: tuple[str, ...] = ()) -> Naming:
             Rule("model.layers.{layer}.block_sparse_moe.e_score_correction_bias", ("layers.{layer}.mlp.gate.e_score_correction_bias",), needs="moe"),
             Rule("model.layers.{layer}.block_sparse_moe.gate.{rest}", ("layers.{layer}.mlp.gate.{rest}",), needs="moe"),
             Rule("lm_head.weight", ("lm_head.weight",)),
+            Rule("lm_head.bias", ("lm_head.bias",)),  # PhiMoE's lm_head_bias
             Rule("model.{rest}", ("{rest}",)),
         ),
         ignored=LLAMA.ignored,
@@ -141,6 +142,43 @@ family(
         ],
         aliases={"num_experts": "num_local_experts"},
         naming=MIXTRAL,
+        layers_default=32,
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# PhiMoE (Phi-3.5-MoE): Mixtral's layout and names, with LayerNorms (their eps under the key
+# rms_norm_eps), optional biases on attention and the head, LongRoPE with its own cos/sin scales
+# per regime, and the sparsemixer router (always two experts).
+
+
+family(
+    Family(
+        "phimoe",
+        "PhimoeForCausalLM",
+        [
+            Key("vocab_size", "vocab", default=32064),
+            Key("hidden_size", "d_model", default=4096),
+            Key("num_attention_heads", "attention.heads", default=32),
+            Key("num_key_value_heads", "attention.kv_heads", default=8, none_is_value=True),
+            Key("max_position_embeddings", "context", default=131_072),
+            Fixed("norm.kind", "layernorm"),
+            Key("rms_norm_eps", "norm.eps", float, default=1e-5),  # the eps of its LayerNorms
+            Key("tie_word_embeddings", "embedding.tied", bool, default=False),
+            HeadDim(written=False),  # not a PhimoeConfig key; its attention honours it
+            AttentionBias(),
+            Key("lm_head_bias", "head_bias", bool, default=False),
+            Key("sliding_window", "attention.window", default=None, write_default=True, none_is_value=True),
+            RopeKeys(theta=1_000_000.0, fraction_key=None, mscales=True, original_top=True),
+            full_rotary("phimoe"),
+            *moe("num_local_experts", "num_experts_per_tok", "intermediate_size", (16, 2, 6400), tag=None),
+            Choice("hidden_act", "ffn.act.kind", EXPERT_ACTS, default="silu"),
+            Fixed("ffn.router.kind", "sparsemixer"),
+            Key("router_jitter_noise", "ffn.router.jitter_eps", float, default=0.01),
+        ],
+        ignored=frozenset({"input_jitter_noise"}),  # multiplies the inputs by noise in training only
+        naming=_mixtral_naming("phimoe"),
         layers_default=32,
     )
 )
