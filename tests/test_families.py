@@ -199,13 +199,25 @@ FLAGSHIPS = json.loads((Path(__file__).parent / "data" / "flagships.json").read_
 FLAGSHIP_GAPS = {"internlm3": "RoPE type 'dynamic' is not supported"}
 
 
-@pytest.mark.parametrize("model_type", [t for t in FAMILIES if t in FLAGSHIPS and FLAGSHIPS[t]["complete"]])
+# Flagships of which only part of the config was found (flagships.json says which keys are
+# missing), enough to size the model: the rest are transformers' defaults. The others lack a
+# size key (arcee, olmo3, nanochat, cohere2, nemotron, gemma3_text, hunyuan_v1_moe), come from a
+# transformers 4.51 printout whose attn_temperature_tuning 4 transformers 5.24 refuses too
+# (llama4_text), or are a gap (internlm3).
+PARTIAL_FLAGSHIPS = [
+    "ministral", "exaone4", "cohere", "stablelm", "gemma2", "vaultgemma", "glm4", "gpt_neox", "gpt_bigcode", "olmoe", "phimoe",
+    "granitemoe", "glm4_moe", "glm4_moe_lite", "ernie4_5_moe", "dots1",
+]
+
+
+@pytest.mark.parametrize("model_type", [t for t in FAMILIES if t in FLAGSHIPS and FLAGSHIPS[t]["complete"]] + PARTIAL_FLAGSHIPS)
 def test_flagship_parameter_count(model_type):
     """The published config of the family's best-known model (tests/data/flagships.json, with
-    where each was found): archdsl's count (import-hf, then stats) equals transformers' on the
-    meta device."""
+    where each was found; partly transformers' defaults for PARTIAL_FLAGSHIPS): archdsl's count
+    (import-hf, then stats) equals transformers' on the meta device."""
     from archdsl.stats import compute
 
+    assert FLAGSHIPS[model_type]["complete"] == (model_type not in PARTIAL_FLAGSHIPS)
     config = dict(FLAGSHIPS[model_type]["config"], model_type=model_type)
     if model_type in FLAGSHIP_GAPS:
         with pytest.raises(HFError, match=FLAGSHIP_GAPS[model_type]):
