@@ -29,7 +29,7 @@ SECTIONS = [
     ("Latent attention", "`attention mla(...)`: multi-head latent attention (DeepSeek V2/V3, Kimi K2).", [ir.Mla]),
     ("Attention temperature", "`temperature KIND(...)` inside an attention: `log_steps`, `log_position`.", [ir.LogSteps, ir.LogPosition]),
     ("RoPE", "`rope theta=... scaling=...`, or `rope none`.", [ir.Rope]),
-    ("RoPE scaling", "`scaling linear(...)`, `scaling llama3(...)`, `scaling yarn(...)`, `scaling longrope(...)`.", [ir.LinearScaling, ir.Llama3Scaling, ir.YarnScaling, ir.LongRopeScaling]),
+    ("RoPE scaling", "`scaling linear(...)`, `scaling llama3(...)`, `scaling yarn(...)`, `scaling dynamic(...)`, `scaling longrope(...)`.", [ir.LinearScaling, ir.Llama3Scaling, ir.YarnScaling, ir.DynamicScaling, ir.LongRopeScaling]),
     ("Feed-forward", "`ffn KIND(...)`; kinds: `mlp`, `swiglu`, `geglu`, `moe`.", [ir.Mlp, ir.SwiGLU, ir.GeGLU]),
     ("Mixture of experts", "`ffn moe(...)`: routed experts, shared experts, a router and the experts' activation.", [ir.Moe]),
     ("Routers", "`router KIND(...)` inside `moe`: how a token chooses its experts and weighs their outputs.", [ir.SoftmaxTopk, ir.TopkSoftmax, ir.Sigmoid, ir.TopkSigmoid, ir.Sparsemixer]),

@@ -318,7 +318,7 @@ def _positions_card(rope, model: ir.Model) -> Card:
     items = [f"θ {_num(rope.theta)}"]
     s = rope.scaling
     if s is not None:
-        name = {"linear": "linear", "llama3": "Llama 3", "yarn": "YaRN", "longrope": "LongRoPE"}[s.kind]
+        name = {"linear": "linear", "llama3": "Llama 3", "yarn": "YaRN", "dynamic": "dynamic NTK", "longrope": "LongRoPE"}[s.kind]
         text = f"{name} scaling" if s.kind == "longrope" else f"{name} scaling ×{_num(s.factor)}"
         if s.kind != "linear":
             text += f" from {_int(s.original_context)}"

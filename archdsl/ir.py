@@ -274,6 +274,18 @@ class YarnScaling(IR):
         return m(self.factor)
 
 
+class DynamicScaling(IR):
+    """Dynamic NTK scaling: plain RoPE up to original_context tokens; past them, a larger base.
+
+    For a sequence of n > original_context tokens the base becomes
+    theta · (factor · n / original_context − (factor − 1)) ** (d / (d − 2)) over the d rotary
+    features, so that the slowest rotations still fit the sequence."""
+
+    kind: Literal["dynamic"] = "dynamic"
+    factor: float = setting(..., "how fast the base grows with the sequence length past original_context", ge=1)
+    original_context: int = setting(..., "the length up to which RoPE is plain (Hugging Face: max_position_embeddings)", "tokens", gt=0)
+
+
 class LongRopeScaling(IR):
     """LongRoPE (Phi-3, Phi-3.5-MoE, Phi-4-mini): a divisor per feature pair, short or long by sequence length.
 
@@ -309,14 +321,14 @@ class LongRopeScaling(IR):
         return short, short if self.long_scale is None else self.long_scale
 
 
-RopeScaling = Annotated[Union[LinearScaling, Llama3Scaling, YarnScaling, LongRopeScaling], Field(discriminator="kind")]
+RopeScaling = Annotated[Union[LinearScaling, Llama3Scaling, YarnScaling, DynamicScaling, LongRopeScaling], Field(discriminator="kind")]
 
 
 class Rope(IR):
     """Rotary position embedding on queries and keys. `rope none` makes a NoPE layer."""
 
     theta: float = setting(10_000.0, "base of the rotation frequencies", gt=0)
-    scaling: RopeScaling | None = setting(None, "frequency scaling for long contexts: linear, llama3, yarn or longrope")
+    scaling: RopeScaling | None = setting(None, "frequency scaling for long contexts: linear, llama3, yarn, dynamic or longrope")
     fraction: float = setting(1.0, "fraction of each head's features that rotate (partial rotary, GLM)", gt=0, le=1)
     layout: Literal["half", "interleaved", "half_reversed"] = setting(
         "half",

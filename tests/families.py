@@ -135,6 +135,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
                                          "short_mscale": 1.2, "long_mscale": 1.35}},
         "biases": {"attention_bias": True, "lm_head_bias": True, "sliding_window": 8, "router_jitter_noise": 0.3},
     },
+    # dynamic NTK: the base grows past max_position_embeddings (8: the tests' sequences pass it)
+    "llama": {"dynamic": {"max_position_embeddings": 8, "rope_parameters": {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}}},
     "hunyuan_v1_dense": {"ntk_alpha": {"rope_parameters": {"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}}},
 }
 

@@ -113,6 +113,18 @@ def test_longrope(tmp_path, p):
     assert scaling.scales(p["context"]) == (pytest.approx(theirs_scale, rel=1e-12),) * 2
 
 
+@pytest.mark.parametrize("factor, original", [(4.0, 16), (2.5, 64), (1.0, 8)])
+def test_dynamic_ntk(tmp_path, factor, original):
+    """Plain RoPE up to the original context, a growing base past it: as transformers' dynamic
+    RoPE computes it for each sequence length."""
+    m = module_with(f"theta=10_000 scaling=dynamic(factor={factor}, original_context={original})", tmp_path)
+    config = transformers.LlamaConfig(hidden_size=128, num_attention_heads=4, head_dim=32, max_position_embeddings=original, rope_parameters={"rope_type": "dynamic", "factor": factor, "rope_theta": 10_000.0})
+    plain, _ = ROPE_INIT_FUNCTIONS["dynamic"](config, "cpu")  # what transformers uses up to max_position_embeddings
+    for length in (1, original, original + 1, 5 * original):
+        theirs = plain if length <= original else ROPE_INIT_FUNCTIONS["dynamic"](config, "cpu", seq_len=torch.tensor(length))[0]
+        torch.testing.assert_close(m.dynamic_frequencies(32, 10_000.0, factor, original, torch.arange(length)), theirs, rtol=0, atol=0)
+
+
 def test_linear_scaling_and_default(tmp_path):
     m = module_with("theta=1_000_000 scaling=linear(factor=8)", tmp_path)
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding

@@ -196,16 +196,16 @@ FLAGSHIPS = json.loads((Path(__file__).parent / "data" / "flagships.json").read_
 
 
 # Flagships whose published config uses what archdsl cannot express yet: import refuses them, naming it.
-FLAGSHIP_GAPS = {"internlm3": "RoPE type 'dynamic' is not supported"}
+FLAGSHIP_GAPS: dict[str, str] = {}
 
 
 # Flagships of which only part of the config was found (flagships.json says which keys are
 # missing), enough to size the model: the rest are transformers' defaults. The others lack a
-# size key (arcee, olmo3, nanochat, cohere2, nemotron, gemma3_text, hunyuan_v1_moe), come from a
-# transformers 4.51 printout whose attn_temperature_tuning 4 transformers 5.24 refuses too
-# (llama4_text), or are a gap (internlm3).
+# size key (arcee, olmo3, nanochat, cohere2, nemotron, gemma3_text, hunyuan_v1_moe), or come from
+# a transformers 4.51 printout whose attn_temperature_tuning 4 transformers 5.24 refuses too
+# (llama4_text).
 PARTIAL_FLAGSHIPS = [
-    "ministral", "exaone4", "cohere", "stablelm", "gemma2", "vaultgemma", "glm4", "gpt_neox", "gpt_bigcode", "olmoe", "phimoe",
+    "ministral", "internlm3", "exaone4", "cohere", "stablelm", "gemma2", "vaultgemma", "glm4", "gpt_neox", "gpt_bigcode", "olmoe", "phimoe",
     "granitemoe", "glm4_moe", "glm4_moe_lite", "ernie4_5_moe", "dots1",
 ]
 

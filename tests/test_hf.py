@@ -128,8 +128,8 @@ def test_import_rejects_unsupported_types():
         import_hf({"model_type": "bert"})
     with pytest.raises(HFError, match="the config lacks num_hidden_layers, vocab_size, hidden_size, intermediate_size"):
         import_hf({"model_type": "llama", "num_attention_heads": 4})
-    with pytest.raises(HFError, match="RoPE type 'dynamic' is not supported"):
-        import_hf(dict(SEED_CONFIGS["llama-3-8b"], rope_scaling={"rope_type": "dynamic", "factor": 2.0}))
+    with pytest.raises(HFError, match="RoPE type 'proportional' is not supported"):
+        import_hf(dict(SEED_CONFIGS["llama-3-8b"], rope_scaling={"rope_type": "proportional", "factor": 2.0}))
     with pytest.raises(HFError, match="rope_parameters of RoPE type 'longrope' lacks 'short_factor'"):
         import_hf(dict(SEED_CONFIGS["llama-3-8b"], rope_scaling={"rope_type": "longrope", "factor": 2.0}))
 
@@ -140,3 +140,18 @@ def test_exported_config_builds_the_same_shapes(tmp_path):
     assert json.loads(json.dumps(config)) == config  # plain JSON
     assert config["layer_types"][:6] == ["sliding_attention"] * 5 + ["full_attention"]
     assert config["query_pre_attn_scalar"] == 168
+
+
+def test_dynamic_rope_round_trip_and_its_start():
+    """Dynamic NTK RoPE reads and writes as transformers' `dynamic` type, which starts growing the
+    base at max_position_embeddings: a spec that starts it elsewhere has no Hugging Face config."""
+    from archdsl.resolve import loads
+
+    config = dict(SEED_CONFIGS["llama-3-8b"], rope_scaling={"rope_type": "dynamic", "factor": 2.0})
+    model = import_hf(config)
+    scaling = model.kinds[model.used_kinds[0]].rope.scaling
+    assert (scaling.kind, scaling.factor, scaling.original_context) == ("dynamic", 2.0, config["max_position_embeddings"])
+    assert import_hf(export_hf(model)) == model
+    text = "model m { vocab 64; d_model 64; context 64; norm rms; block b { attention gqa(heads=4, kv_heads=2); rope scaling=dynamic(factor=2, original_context=32); ffn swiglu(hidden=64) }; layers 2 x b }"
+    with pytest.raises(HFError, match=r"dynamic RoPE from 32 tokens: transformers' starts at max_position_embeddings, the context \(64\)"):
+        export_hf(loads(text))

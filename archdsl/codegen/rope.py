@@ -64,6 +64,8 @@ def plan(p: Planner) -> Fields:
             else:
                 extra = f", yarn_scale(c.{factor[k]})"
             scaled_tables = True
+        elif isinstance(s, ir.DynamicScaling):
+            inv = f"dynamic_frequencies({dim}, c.{theta[k]}, c.{factor[k]}, c.{original[k]}, positions)"
         elif isinstance(s, ir.LongRopeScaling):
             inv = f"longrope_frequencies({dim}, c.{theta[k]}, c.{short_factor[k]}, c.{long_factor[k]}, c.{original[k]}, positions)"
             if one_scale:
@@ -82,7 +84,7 @@ def plan(p: Planner) -> Fields:
         "scalings": sorted(scalings),
         "scaled_tables": scaled_tables,
         "longrope_scale": not one_scale,
-        "frequencies": any(t is not None and re.search(r"\brope_frequencies\(", t) for t in tables.values()),
+        "frequencies": "dynamic" in scalings or any(t is not None and re.search(r"\brope_frequencies\(", t) for t in tables.values()),
         "partial": any(r is not None and r.fraction != 1 for r in ropes.values()),
         "half": "half" in layouts,
         "interleaved": "interleaved" in layouts,

@@ -119,11 +119,14 @@ def rope_from(params: dict, where: str, family: str, context: int | None = None,
                 "attention_factor": params.get("attention_factor"),
                 "truncate": bool(params.get("truncate", True)),
             }
+        elif kind == "dynamic":
+            # transformers' dynamic NTK starts growing the base past max_position_embeddings
+            scaling = {"kind": "dynamic", "factor": float(params["factor"]), "original_context": int(context if context is not None else params["original_max_position_embeddings"])}
         elif kind == "longrope":
             scaling = _longrope_from(params, context, mscales)
             known |= {"short_factor", "long_factor"} | ({"short_mscale", "long_mscale"} if mscales else set())
         elif kind != "default":
-            raise HFError(f"model_type {family}: {where} RoPE type {short(kind)} is not supported (supported: default, linear, llama3, yarn, longrope)")
+            raise HFError(f"model_type {family}: {where} RoPE type {short(kind)} is not supported (supported: default, linear, llama3, yarn, dynamic, longrope)")
         unknown = sorted(set(params) - known)
         if unknown:
             raise HFError(f"model_type {family}: {where} has {unknown[0]} {short(params[unknown[0]])}, which archdsl does not read")
@@ -176,6 +179,10 @@ def rope_parameters(rope: ir.Rope, fraction: bool = True, context: int | None = 
             raise HFError("LongRoPE with a different long_scale is Phi-3.5-MoE's (phimoe): this type scales cos and sin by one attention_factor")
         elif s.short_scale is not None:
             params["attention_factor"] = s.short_scale
+    elif isinstance(s, ir.DynamicScaling):
+        if context is not None and s.original_context != context:
+            raise HFError(f"dynamic RoPE from {s.original_context} tokens: transformers' starts at max_position_embeddings, the context ({context})")
+        params.update(rope_type="dynamic", factor=s.factor)
     elif isinstance(s, ir.LinearScaling):
         params.update(rope_type="linear", factor=s.factor)
     elif isinstance(s, ir.Llama3Scaling):
@@ -219,6 +226,7 @@ class RopeKeys(Spec):
     original_top: bool = False
     original_default: int | None = None
     mscales: bool = False  # LongRoPE's cos/sin scales are short_mscale / long_mscale (Phi-3.5-MoE)
+    types: tuple[str, ...] = ()  # the RoPE types the family's model handles, when not all
 
     def __post_init__(self) -> None:
         keys = ("rope_parameters", "rope_theta", "rope_scaling", self.theta_key) + ((self.fraction_key,) if self.fraction_key else ()) + self.old_keys
@@ -259,6 +267,9 @@ class RopeKeys(Spec):
                 # these families rotate every feature: transformers ignores the factor (or fails on it)
                 raise config.refuse("rope_parameters", params, "this type rotates every feature of a head (partial_rotary_factor must be 1)")
             where = f"rope_parameters[{layer_type}]" if layer_type else "rope_parameters"
+            kind = params.get("rope_type", params.get("type", "default"))
+            if self.types and kind not in self.types:
+                raise config.refuse("rope_parameters", params, f"this type's model handles RoPE types {', '.join(self.types)} only")
             rope = rope_from(params, where, config.family, out.get("context"), self.mscales)
             rope = rope.model_copy(update={"layout": self.layout})
             for path, value in (("rope.theta", rope.theta), ("rope.scaling", rope.scaling), ("rope.fraction", rope.fraction), ("rope.layout", rope.layout)):

@@ -170,7 +170,8 @@ family(
             AttentionBias(),
             Key("lm_head_bias", "head_bias", bool, default=False),
             Key("sliding_window", "attention.window", default=None, write_default=True, none_is_value=True),
-            RopeKeys(theta=1_000_000.0, fraction_key=None, mscales=True, original_top=True),
+            # its rotary forward reads short_mscale and long_mscale for any type but default
+            RopeKeys(theta=1_000_000.0, fraction_key=None, mscales=True, original_top=True, types=("default", "longrope")),
             full_rotary("phimoe"),
             *moe("num_local_experts", "num_experts_per_tok", "intermediate_size", (16, 2, 6400), tag=None),
             Choice("hidden_act", "ffn.act.kind", EXPERT_ACTS, default="silu"),
