@@ -165,6 +165,12 @@ def test_chunked_mask(tmp_path, chunk):
         assert bool(mask[i, j]) == (j <= i and i // chunk == j // chunk)
 
 
+def per_expert(x, w, offsets):
+    """Each expert's rows times its weight, one matmul at a time (the reference)."""
+    starts = [0, *offsets[:-1].tolist()]
+    return torch.cat([x[s:e] @ w[i].T for i, (s, e) in enumerate(zip(starts, offsets.tolist()))])
+
+
 def test_grouped_linear_both_paths(tmp_path):
     """The dispatch's grouped matmul and its per-expert fallback give each expert's rows times its
     weight, including experts that received no rows."""
@@ -177,12 +183,21 @@ def test_grouped_linear_both_paths(tmp_path):
     for rows_in, out in [(64, 32), (7, 5)]:  # the second is not 16-byte aligned: the fallback
         x = torch.randn(sum(counts), rows_in)
         w = torch.randn(len(counts), out, rows_in)
-        expected = torch.cat([x[s:e] @ w[i].T for i, (s, e) in enumerate(zip([0, *offsets[:-1].tolist()], offsets.tolist()))])
-        torch.testing.assert_close(m.grouped_linear(x, w, offsets), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(m.grouped_linear(x, w, offsets), per_expert(x, w, offsets), rtol=1e-5, atol=1e-5)
+        # both paths are differentiable: the gradients of x and of every expert's weight
+        x.requires_grad_(True)
+        w.requires_grad_(True)
+        up = torch.randn(sum(counts), out)
+        (m.grouped_linear(x, w, offsets) * up).sum().backward()
+        gx, gw = x.grad, w.grad
+        x.grad = w.grad = None
+        (per_expert(x, w, offsets) * up).sum().backward()
+        torch.testing.assert_close(gx, x.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gw, w.grad, rtol=1e-5, atol=1e-5)
+        x, w = x.detach(), w.detach()
     x = torch.randn(16, 64, dtype=torch.float64)  # a dtype without a grouped kernel: the fallback
     w = torch.randn(6, 32, 64, dtype=torch.float64)
-    expected = torch.cat([x[s:e] @ w[i].T for i, (s, e) in enumerate(zip([0, *offsets[:-1].tolist()], offsets.tolist()))])
-    torch.testing.assert_close(m.grouped_linear(x, w, offsets), expected)
+    torch.testing.assert_close(m.grouped_linear(x, w, offsets), per_expert(x, w, offsets))
 
 
 def test_moe_matches_running_every_expert(tmp_path):

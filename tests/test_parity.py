@@ -67,6 +67,47 @@ def test_greedy_tokens_match(pair):
         assert (top2[0] - top2[1]).item() < 1e-5, f"{name}: greedy tokens differ at step {col - 6} of row {row}"
 
 
+def test_loss_and_gradients_match(pair, tmp_path):
+    """Training parity: the next-token loss, and the gradient of every parameter, equal
+    transformers'. Our gradients are written as a checkpoint in the family's names (the loader's
+    mapping, run backwards) and read by transformers, so that each is compared with the gradient
+    of the same tensor, however the two models store it (fused, stacked, per expert)."""
+    import transformers
+
+    name, ours, reference, config = pair
+    torch.manual_seed(3)
+    ids = torch.randint(0, config["vocab_size"], (2, SEQ))
+    ours.zero_grad(set_to_none=True)
+    reference.zero_grad(set_to_none=True)
+    logits = ours(ids)
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+    expected = reference(ids, labels=ids).loss
+    assert abs(loss.item() - expected.item()) <= RTOL * abs(expected.item()), f"{name}: loss {loss.item()} vs {expected.item()}"
+    loss.backward()
+    expected.backward()
+    weights = {}
+    try:
+        for p in ours.parameters():
+            weights[p] = p.data
+            p.data = p.grad if p.grad is not None else torch.zeros_like(p)
+        ours.save_hf_checkpoint(tmp_path / "grads")
+    finally:
+        for p, w in weights.items():
+            p.data = w
+    grads = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "grads", dtype=torch.float32)
+    theirs = dict(reference.named_parameters())
+    worst, checked = (0.0, ""), 0
+    for key, mine in grads.named_parameters():
+        g = theirs[key].grad
+        g = torch.zeros_like(mine) if g is None else g
+        scale = max(g.abs().max().item(), 1e-12)
+        error = (mine - g).abs().max().item() / scale
+        worst = max(worst, (error, key))
+        checked += 1
+    assert checked == len(theirs)
+    assert worst[0] <= RTOL, f"{name}: gradient of {worst[1]} differs by {worst[0]:.2e} (relative to its largest entry)"
+
+
 def test_checkpoint_is_loaded_strictly(pair, tmp_path):
     """A missing, an unexpected and a wrongly shaped tensor are each named, and nothing is loaded."""
     from safetensors.torch import load_file, save_file
