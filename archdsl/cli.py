@@ -23,6 +23,7 @@ examples:
   archdsl generate specs/*.arch -o generated --check      # exit 1 if generated/ is stale
   archdsl generate specs/gemma3-27b.arch -o /tmp/tiny --tiny
   archdsl stats specs/gemma3-27b.arch --context 8192 --dtype bf16
+  archdsl stats specs/deepseek-v3.arch --devices tp=8,ep=8 --context 4096 --device-memory 139
   archdsl diff specs/deepseek-v3.arch specs/kimi-k2.arch --format markdown
   archdsl export-hf specs/llama-3-8b.arch -o config.json
   archdsl import-hf config.json -o specs/my-model.arch
@@ -225,15 +226,56 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def parse_devices(text: str) -> dict[str, int]:
+    """`--devices dp=2,tp=4,ep=8` (any subset, each at least 1) → {"dp": 2, "tp": 4, "ep": 8}."""
+    import re
+
+    sizes: dict[str, int] = {}
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=\s*([0-9]+)\s*", item)
+        if not match:
+            raise argparse.ArgumentTypeError(f"'{item.strip()}' is not NAME=SIZE (expected e.g. dp=8,tp=8,ep=8)")
+        name, size = match.group(1), int(match.group(2))
+        if name not in ("dp", "tp", "ep"):
+            raise argparse.ArgumentTypeError(f"unknown mesh dimension '{name}' (the dimensions are dp, tp and ep)")
+        if name in sizes:
+            raise argparse.ArgumentTypeError(f"{name} is given twice")
+        if size < 1:
+            raise argparse.ArgumentTypeError(f"{name}={size}: a mesh size is at least 1")
+        sizes[name] = size
+    return sizes
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.2f} GiB"
+
+
 def cmd_stats(args) -> int:
-    from .stats import compute
+    from .stats import ShardingError, compute, per_device
 
     model = _load(args.spec)
     if args.context is not None and args.context < 1:
         raise UsageError("--context must be at least 1")
+    if args.device_memory is not None and args.device_memory <= 0:
+        raise UsageError("--device-memory must be positive")
+    devices = args.devices
+    if devices is None and args.device_memory is not None:
+        devices = {}  # a single device
+    device = None
+    if devices is not None:
+        try:
+            device = per_device(model, **devices, dtype=args.dtype, context=args.context)
+        except ShardingError as exc:
+            raise InputError(str(exc), _display(args.spec)) from None
     s = compute(model, context=args.context, dtype=args.dtype)
     if args.format == "json":
-        print(json.dumps(s.as_dict(), indent=2))
+        out = s.as_dict()
+        if device is not None:
+            out["per_device"] = device.as_dict()
+            if args.device_memory is not None:
+                out["per_device"]["device_memory_bytes"] = round(args.device_memory * 2**30)
+                out["per_device"]["fits"] = device.total_bytes <= args.device_memory * 2**30
+        print(json.dumps(out, indent=2))
         return 0
     rows = [
         ("total parameters", f"{s.total_params:,}"),
@@ -275,7 +317,38 @@ def cmd_stats(args) -> int:
     print("  per layer, by kind")
     for row in table:
         print("  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    if device is not None:
+        print()
+        _print_per_device(device, args.device_memory)
     return 0
+
+
+def _print_per_device(d, device_memory: float | None) -> None:
+    """The most loaded device's memory, as a table: bytes and GiB per item, and the total."""
+    mesh = " x ".join(f"{name}={size}" for name, size in (("dp", d.dp), ("tp", d.tp), ("ep", d.ep)))
+    plural = "s" if d.devices != 1 else ""
+    print(f"  per device: {mesh} = {d.devices:,} device{plural}; the most loaded (rank 0) holds {d.params:,} parameters")
+    rows = [
+        (f"parameters ({d.dtype})", d.param_bytes),
+        (f"gradients ({d.dtype})", d.grad_bytes),
+        ("AdamW states (2 x fp32)", d.optimizer_bytes),
+        (f"KV cache ({d.context:,} tokens, batch 1, {d.dtype})", d.kv_cache_bytes),
+        ("total (activations not included)", d.total_bytes),
+    ]
+    if device_memory is not None:
+        rows.append((f"device memory (--device-memory {device_memory:g})", round(device_memory * 2**30)))
+    table = [("", "bytes", "GiB")] + [(label, f"{n:,}", f"{n / 2**30:,.2f}") for label, n in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for i, (label, n, gib) in enumerate(table):
+        if i == 5:  # before the total
+            print("    " + "-" * (sum(widths) + 4))
+        print(f"    {label:<{widths[0]}}  {n:>{widths[1]}}  {gib:>{widths[2]}}".rstrip())
+    if device_memory is not None:
+        free = round(device_memory * 2**30) - d.total_bytes
+        if free >= 0:
+            print(f"    fits: {free / 2**30:,.2f} GiB left per device for activations and the rest")
+        else:
+            print(f"    does not fit: {-free / 2**30:,.2f} GiB short per device")
 
 
 def cmd_diff(args) -> int:
@@ -429,13 +502,40 @@ def build_parser() -> argparse.ArgumentParser:
         "  kv_cache_bytes     keys and values cached at --context tokens; sliding-window layers keep at most window tokens\n"
         "  flops_per_token    forward FLOPs of one token attending to --context tokens:\n"
         "                     2 x (matmul parameters, output head included)\n"
-        "                     + 4 x heads x head_dim x visible tokens, per layer",
+        "                     + 4 x heads x head_dim x visible tokens, per layer\n\n"
+        "With --devices dp=D,tp=T,ep=E (any subset; absent sizes are 1), also what the most loaded device\n"
+        "(rank 0) of parallelize(model, mesh) holds (JSON: per_device), at --dtype:\n"
+        "  param_bytes        its parameter shards; grad_bytes the same again for their gradients\n"
+        "  optimizer_bytes    AdamW's exp_avg and exp_avg_sq, float32: 8 bytes per parameter element\n"
+        "  kv_cache_bytes     the KV cache of one sequence of --context tokens, key/value heads split by tp\n"
+        "                     (MLA's latent cache is not split)\n"
+        "Sharding: tensor parallelism splits q/k/v (MLA: q_b, kv_b), gate/up and the vocabulary rows of the\n"
+        "embedding and head along their outputs, o_proj and down_proj along their inputs; norms, routers\n"
+        "and MLA's q_a/kv_a are replicated. Routed experts are split over ep (without ep, over tp). FSDP2\n"
+        "then shards every tensor's first dimension as torch.chunk does: experts over dp, all else over\n"
+        "dp x ep; rank 0 holds ceil(rows / ranks). Activations are not counted. What parallelize()\n"
+        "refuses is an error (exit 1): a size that does not divide what it splits (heads, key/value\n"
+        "heads, FFN widths, vocabulary, experts), tp with attention sinks or xIELU, ep without experts.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", metavar="SPEC", help="an .arch spec, or a Hugging Face config.json or a directory holding one")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--context", type=int, default=None, metavar="N", help="context length for the KV cache and FLOPs (default: the spec's context)")
-    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "fp8"), default="bf16", help="dtype of the KV cache (default bf16)")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32", "fp8"), default="bf16", help="dtype of the KV cache, and of parameters and gradients per device (default bf16)")
+    p.add_argument(
+        "--devices",
+        type=parse_devices,
+        default=None,
+        metavar="dp=D,tp=T,ep=E",
+        help="the device mesh of parallelize(): add the memory of the most loaded device (e.g. tp=8,ep=8)",
+    )
+    p.add_argument(
+        "--device-memory",
+        type=float,
+        default=None,
+        metavar="GiB",
+        help="compare the per-device total with this much memory per device (without --devices: one device)",
+    )
     p.set_defaults(run=cmd_stats)
 
     p = sub.add_parser(

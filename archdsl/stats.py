@@ -306,3 +306,302 @@ def mtp_module_params(model: ir.Model, block_params: int) -> int:
     embedding and output head."""
     d = model.d_model
     return 3 * norm_params(model.norm, d) + 2 * d * d + block_params + 2 * model.vocab * d
+
+
+# ---- per device: what each rank of parallelize(model, mesh) holds --------------------------
+#
+# The sharding rules of the generated `parallelize` (mesh dimensions dp, tp, ep; absent = 1):
+# 1. tensor parallelism first: column-parallel projections (q, k, v, MLA's q_b / q and kv_b, the
+#    FFNs' gate and up, their biases; embedding and output head by vocabulary rows) are split by
+#    tp along dim 0, row-parallel ones (o_proj, down_proj) along dim 1; everything else (biases of
+#    row-parallel projections, norms, QK norms, routers, MLA's q_a / kv_a, learned positions) is
+#    replicated.
+# 2. routed experts' stacked tensors [experts, ...] are split along the experts over ep (or, with
+#    no ep, over tp);
+# 3. FSDP2 then shards every tensor along dim 0 as torch.chunk does: ordinary tensors over the
+#    dp · ep data ranks, routed experts over dp; rank 0, the most loaded, holds ceil(rows / ranks).
+# Like parallelize(), check_mesh refuses what it would refuse: a size that does not divide what it
+# splits, tp with xIELU's learned scalars, ep on a model without experts.
+
+
+@dataclass(frozen=True)
+class TensorShape:
+    """One parameter tensor of the generated model, named as the module names it (block tensors
+    without their `layers.<i>.` prefix). `tp_dim`: the dimension tensor parallelism splits, if
+    any; `expert`: a routed experts' stacked tensor, [experts, ...]."""
+
+    name: str
+    shape: tuple[int, ...]
+    tp_dim: int | None = None
+    expert: bool = False
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for size in self.shape:
+            n *= size
+        return n
+
+
+def _linear(name: str, out: int, inp: int, bias: bool, split: str | None) -> list[TensorShape]:
+    """An nn.Linear(inp, out): weight [out, inp] and bias [out]; split "col" (dim 0, the bias
+    too), "row" (dim 1, the bias replicated) or None."""
+    weight_dim = {"col": 0, "row": 1, None: None}[split]
+    tensors = [TensorShape(f"{name}.weight", (out, inp), weight_dim)]
+    if bias:
+        tensors.append(TensorShape(f"{name}.bias", (out,), 0 if split == "col" else None))
+    return tensors
+
+
+def _norm_tensors(name: str, norm: ir.RMSNorm | ir.LayerNorm, dim: int) -> list[TensorShape]:
+    if not norm.affine:
+        return []
+    tensors = [TensorShape(f"{name}.weight", (dim,))]
+    if isinstance(norm, ir.LayerNorm) and norm.bias:
+        tensors.append(TensorShape(f"{name}.bias", (dim,)))
+    return tensors
+
+
+def _gated_mlp(name: str, d_model: int, hidden: int, bias: bool) -> list[TensorShape]:
+    return (
+        _linear(f"{name}.gate_proj", hidden, d_model, bias, "col")
+        + _linear(f"{name}.up_proj", hidden, d_model, bias, "col")
+        + _linear(f"{name}.down_proj", d_model, hidden, bias, "row")
+    )
+
+
+def attention_tensors(att: ir.Attention | ir.Mla, d_model: int, norm) -> list[TensorShape]:
+    """The attention sublayer's parameters (under `self_attn.`); their sum is attention_params."""
+    p = "self_attn"
+    if isinstance(att, ir.Mla):
+        qk = att.qk_nope_dim + att.qk_rope_dim
+        if att.q_rank is None:
+            out = _linear(f"{p}.q_proj", att.heads * qk, d_model, False, "col")
+        else:
+            out = _linear(f"{p}.q_a_proj", att.q_rank, d_model, att.bias, None)
+            out.append(TensorShape(f"{p}.q_a_layernorm.weight", (att.q_rank,)))
+            out += _linear(f"{p}.q_b_proj", att.heads * qk, att.q_rank, False, "col")
+        out += _linear(f"{p}.kv_a_proj_with_mqa", att.kv_rank + att.qk_rope_dim, d_model, att.bias, None)
+        out.append(TensorShape(f"{p}.kv_a_layernorm.weight", (att.kv_rank,)))
+        out += _linear(f"{p}.kv_b_proj", att.heads * (att.qk_nope_dim + att.v_dim), att.kv_rank, False, "col")
+        out += _linear(f"{p}.o_proj", d_model, att.heads * att.v_dim, att.bias, "row")
+        return out
+    q_out, kv_out = att.heads * att.head_dim, att.kv_heads * att.head_dim
+    out = (
+        _linear(f"{p}.q_proj", q_out, d_model, "q" in att.bias, "col")
+        + _linear(f"{p}.k_proj", kv_out, d_model, "k" in att.bias, "col")
+        + _linear(f"{p}.v_proj", kv_out, d_model, "v" in att.bias, "col")
+        + _linear(f"{p}.o_proj", d_model, q_out, "o" in att.bias, "row")
+    )
+    if att.qk_norm in ("per_head", "per_head_after_rope"):
+        out += _norm_tensors(f"{p}.q_norm", norm, att.head_dim) + _norm_tensors(f"{p}.k_norm", norm, att.head_dim)
+    elif att.qk_norm == "full":
+        out += _norm_tensors(f"{p}.q_norm", norm, q_out) + _norm_tensors(f"{p}.k_norm", norm, kv_out)
+    if att.sinks:
+        out.append(TensorShape(f"{p}.sinks", (att.heads,), tp_dim=0))  # one per head: split with the heads
+    return out
+
+
+def ffn_tensors(ffn, d_model: int) -> list[TensorShape]:
+    """The feed-forward sublayer's parameters (under `mlp.`); their sum is ffn_params."""
+    if isinstance(ffn, ir.Mlp):
+        out = _linear("mlp.up_proj", ffn.hidden, d_model, ffn.bias, "col") + _linear("mlp.down_proj", d_model, ffn.hidden, ffn.bias, "row")
+        if ffn.act == "xielu":
+            out += [TensorShape("mlp.act_fn.alpha_p", (1,)), TensorShape("mlp.act_fn.alpha_n", (1,))]
+        return out
+    if not isinstance(ffn, ir.Moe):
+        return _gated_mlp("mlp", d_model, ffn.hidden, ffn.bias)
+    e, h = ffn.experts, ffn.hidden
+    out = [TensorShape("mlp.gate.weight", (e, d_model))]
+    if ffn.router.bias:
+        out.append(TensorShape("mlp.gate.bias", (e,)))
+    out += [
+        TensorShape("mlp.experts.gate_proj", (e, h, d_model), expert=True),
+        TensorShape("mlp.experts.up_proj", (e, h, d_model), expert=True),
+        TensorShape("mlp.experts.down_proj", (e, d_model, h), expert=True),
+    ]
+    if ffn.bias:
+        out += [
+            TensorShape("mlp.experts.gate_proj_bias", (e, h), expert=True),
+            TensorShape("mlp.experts.up_proj_bias", (e, h), expert=True),
+            TensorShape("mlp.experts.down_proj_bias", (e, d_model), expert=True),
+        ]
+    if ffn.shared:
+        out += _gated_mlp("mlp.shared_experts", d_model, ffn.shared_hidden, ffn.shared_bias)
+        if ffn.shared_gate:
+            out.append(TensorShape("mlp.shared_expert_gate.weight", (1, d_model)))
+    if ffn.dense_hidden:
+        out += _gated_mlp("mlp.dense", d_model, ffn.dense_hidden, False)
+    return out
+
+
+BLOCK_NORM_NAMES = {
+    "pre": ("input_layernorm", "post_attention_layernorm"),
+    "post": ("post_attention_layernorm", "post_feedforward_layernorm"),
+    "sandwich": ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+    "post_residual": ("post_attention_layernorm", "post_feedforward_layernorm"),
+    "parallel": ("input_layernorm",),
+    "parallel_separate": ("input_layernorm", "post_attention_layernorm"),
+}
+
+
+def block_tensors(block: ir.Block, d_model: int) -> list[TensorShape]:
+    """Every parameter of one layer; their sum is layer_stats(...).total."""
+    norms = [t for name in BLOCK_NORM_NAMES[block.norms] for t in _norm_tensors(name, block.norm, d_model)]
+    return norms + attention_tensors(block.attention, d_model, block.norm) + ffn_tensors(block.ffn, d_model)
+
+
+def model_tensors(model: ir.Model) -> list[tuple[str | None, TensorShape, int]]:
+    """Every parameter tensor of the model (tied ones once, no MTP modules) as (layer kind or
+    None for the model's own, tensor, how many layers hold it); the sum of numel · count is
+    total_params."""
+    d = model.d_model
+    out: list[tuple[str | None, TensorShape, int]] = [(None, TensorShape("embed_tokens.weight", (model.vocab, d), 0), 1)]
+    if model.embedding.positions == "learned":
+        out.append((None, TensorShape("embed_positions.weight", (model.context, d)), 1))
+    counts = Counter(model.layer_kinds)
+    for kind in model.used_kinds:
+        out += [(kind, t, counts[kind]) for t in block_tensors(model.kinds[kind], d)]
+    if model.final_norm:
+        out += [(None, t, 1) for t in _norm_tensors("norm", model.norm, d)]
+    if not model.embedding.tied:
+        out.append((None, TensorShape("lm_head.weight", (model.vocab, d), 0), 1))
+    if model.head_bias:
+        out.append((None, TensorShape("lm_head.bias", (model.vocab,), 0), 1))
+    return out
+
+
+class ShardingError(ValueError):
+    """A mesh that parallelize() cannot apply to the model (a size that does not divide)."""
+
+
+def check_mesh(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1) -> None:
+    """Raise ShardingError naming the first mesh size that does not divide what it splits."""
+    for name, size in (("dp", dp), ("tp", tp), ("ep", ep)):
+        if not isinstance(size, int) or size < 1:
+            raise ShardingError(f"{name}={size}: mesh sizes are whole numbers of at least 1")
+
+    def need(size: int, dim: str, n: int, what: str) -> None:
+        if n % size:
+            raise ShardingError(f"{dim}={size} does not divide the {n} {what}")
+
+    for kind in model.used_kinds:
+        block = model.kinds[kind]
+        att, ffn = block.attention, block.ffn
+        where = f"of layer kind {kind}"
+        if tp > 1:
+            if isinstance(att, ir.Mla):
+                need(tp, "tp", att.heads, f"attention heads {where}")
+            else:
+                need(tp, "tp", att.heads, f"query heads {where}")
+                need(tp, "tp", att.kv_heads, f"key/value heads {where}")
+            if isinstance(ffn, ir.Moe):
+                if ffn.shared:
+                    need(tp, "tp", ffn.shared_hidden, f"hidden features of the shared experts {where}")
+                if ffn.dense_hidden:
+                    need(tp, "tp", ffn.dense_hidden, f"hidden features of the dense MLP beside the experts {where}")
+            else:
+                need(tp, "tp", ffn.hidden, f"hidden features of the feed-forward {where}")
+                if isinstance(ffn, ir.Mlp) and ffn.act == "xielu":
+                    raise ShardingError(f"tp={tp}: the xIELU activation's learned parameters {where} are not supported with tensor parallelism")
+        if isinstance(ffn, ir.Moe):
+            if ep > 1:
+                need(ep, "ep", ffn.experts, f"routed experts {where}")
+            elif tp > 1:
+                need(tp, "tp", ffn.experts, f"routed experts {where} (without ep, experts are split over tp)")
+    if tp > 1:
+        need(tp, "tp", model.vocab, "vocabulary entries (embedding and output head rows)")
+    if ep > 1 and not any(isinstance(model.kinds[kind].ffn, ir.Moe) for kind in model.used_kinds):
+        raise ShardingError(f"ep={ep}: this model has no routed experts to split")
+
+
+def held_elements(t: TensorShape, dp: int = 1, tp: int = 1, ep: int = 1) -> int:
+    """Elements of `t` that rank 0 (the most loaded) holds after tensor/expert parallelism and FSDP2."""
+    shape = list(t.shape)
+    if t.tp_dim is not None and tp > 1:
+        shape[t.tp_dim] //= tp
+    if t.expert:
+        if ep > 1:
+            shape[0] //= ep
+        elif tp > 1:
+            shape[0] //= tp
+        ranks = dp
+    else:
+        ranks = dp * ep
+    if not shape:
+        return 1  # a scalar is not sharded
+    rows = min(-(-shape[0] // ranks), shape[0])  # torch.chunk: every chunk but the last has ceil(n / ranks) rows
+    n = rows
+    for size in shape[1:]:
+        n *= size
+    return n
+
+
+@dataclass
+class PerDevice:
+    """What the most loaded device (rank 0) of a dp × tp × ep mesh holds, in bytes."""
+
+    dp: int
+    tp: int
+    ep: int
+    params: int  # parameter elements held
+    param_bytes: int
+    grad_bytes: int
+    optimizer_bytes: int  # AdamW's exp_avg and exp_avg_sq, in float32
+    kv_cache_bytes: int  # batch 1, at `context` tokens, key/value heads split over tp
+    context: int
+    dtype: str
+
+    @property
+    def devices(self) -> int:
+        return self.dp * self.tp * self.ep
+
+    @property
+    def total_bytes(self) -> int:
+        return self.param_bytes + self.grad_bytes + self.optimizer_bytes + self.kv_cache_bytes
+
+    def as_dict(self) -> dict:
+        return {
+            "dp": self.dp,
+            "tp": self.tp,
+            "ep": self.ep,
+            "devices": self.devices,
+            "params": self.params,
+            "param_bytes": self.param_bytes,
+            "grad_bytes": self.grad_bytes,
+            "optimizer_bytes": self.optimizer_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "total_bytes": self.total_bytes,
+        }
+
+
+ADAMW_STATE_BYTES = 8  # exp_avg and exp_avg_sq, float32 each
+
+
+def per_device(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1, dtype: str = "bf16", context: int | None = None) -> PerDevice:
+    """Bytes on the most loaded device of parallelize(model, mesh) for a mesh of dp × tp × ep:
+    parameters and gradients at `dtype`, AdamW's two float32 states, and the KV cache of one
+    sequence of `context` tokens (default the model's). Raises ShardingError when a mesh size
+    does not divide what it splits."""
+    check_mesh(model, dp, tp, ep)
+    context = model.context if context is None else context
+    params = sum(held_elements(t, dp, tp, ep) * count for _, t, count in model_tensors(model))
+    bytes_per = DTYPE_BYTES[dtype]
+    counts = Counter(model.layer_kinds)
+    kv = 0
+    for kind in model.used_kinds:
+        att = model.kinds[kind].attention
+        features = kv_features(att) if isinstance(att, ir.Mla) else kv_features(att) // tp  # MLA's latent is not split
+        kv += counts[kind] * features * bytes_per * cached_tokens(att, context)
+    return PerDevice(
+        dp=dp,
+        tp=tp,
+        ep=ep,
+        params=params,
+        param_bytes=params * bytes_per,
+        grad_bytes=params * bytes_per,
+        optimizer_bytes=params * ADAMW_STATE_BYTES,
+        kv_cache_bytes=kv,
+        context=context,
+        dtype=dtype,
+    )

@@ -293,6 +293,7 @@ class Attention(nn.Module):
             self.kv_rank, self.n_heads * (self.qk_nope_dim + self.v_dim), bias=False
         )
         self.o_proj = nn.Linear(self.n_heads * self.v_dim, config.d_model, bias=False)
+        self.heads_split = None  # set by parallelize(): the process group that shares out the heads
 
     def forward(
         self,
@@ -310,6 +311,10 @@ class Attention(nn.Module):
         latent, k_rope = self.kv_a_proj_with_mqa(x).split([self.kv_rank, self.qk_rope_dim], dim=-1)
         latent = self.kv_a_layernorm(latent)  # [b, t, kv_rank]: what a cache keeps, with k_rope
         k_rope = k_rope.view(b, 1, t, self.qk_rope_dim)  # one rope key for all heads
+        if (
+            self.heads_split is not None
+        ):  # every rank's heads use the rope key: their gradients add up
+            k_rope = SumGradients.apply(k_rope, self.heads_split)
         q_rope = apply_rope_interleaved(q_rope, *rope)
         k_rope = apply_rope_interleaved(k_rope, *rope)
         if cache is not None:
@@ -445,6 +450,16 @@ class Experts(nn.Module):
         return grouped_linear(h, expert_weights(self, "down_proj"), offsets)
 
 
+def group_by_expert(chosen: torch.Tensor, n_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The order that sorts expert choices (ids < n_experts) by expert, keeping ties in order,
+    and how many choices each expert has."""
+    order = chosen.argsort(stable=True)
+    counts = torch.zeros(n_experts, dtype=torch.long, device=chosen.device).scatter_add_(
+        0, chosen, torch.ones_like(chosen)
+    )
+    return order, counts
+
+
 class MoE(nn.Module):
     """Mixture of experts: each token goes to 8 of 256 experts of width 2048, and through 1 shared expert."""
 
@@ -455,26 +470,40 @@ class MoE(nn.Module):
         self.gate = SigmoidRouter(config)
         self.experts = Experts(self.n_experts, config.d_model, config.expert_hidden)
         self.shared_experts = SwiGLU(config.d_model, config.shared_hidden)
+        self.split: Callable | None = (
+            None  # set by parallelize() when the experts are split across ranks
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # [tokens, d_model]
         weights, experts = self.gate(x)  # [tokens, top_k] each
-        # Dropless dispatch: sort the (token, expert) choices by expert, so that each expert's
-        # tokens form one contiguous block; all experts then run as one grouped matmul.
-        chosen = experts.flatten()
-        order = chosen.argsort(stable=True)
-        token = order // self.top_k  # the token of each sorted choice
-        counts = torch.zeros(self.n_experts, dtype=torch.long, device=x.device).scatter_add_(
-            0, chosen, torch.ones_like(chosen)
-        )
-        offsets = counts.cumsum(0).to(torch.int32)  # where each expert's block of tokens ends
-        weight = weights.flatten()[order, None]
-        routed = self.experts(x[token], offsets) * weight
-        # add up each token's experts
-        out = torch.zeros_like(x).index_add_(0, token, routed.to(x.dtype))
+        if self.split is not None:  # the experts are split across ranks: see parallelize()
+            out = self.split(self, x, weights, experts)
+        else:
+            out = self.routed(x, weights, experts)
         out = out + self.shared_experts(x)
         return out.view(shape)
+
+    def routed(self, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        """Each token [tokens, d_model] through its chosen experts, weighted and added up.
+
+        Dropless dispatch: sort the (token, expert) choices by expert, so that each expert's
+        tokens form one contiguous block; all experts then run as one grouped matmul."""
+        chosen = experts.flatten()
+        order, counts = group_by_expert(chosen, self.n_experts)
+        token = order // self.top_k  # the token of each sorted choice
+        offsets = counts.cumsum(0).to(torch.int32)  # where each expert's block of tokens ends
+        routed = self.run_experts(x[token], weights.flatten()[order, None], offsets, chosen[order])
+        # add up each token's experts
+        return torch.zeros_like(x).index_add_(0, token, routed.to(x.dtype))
+
+    def run_experts(
+        self, rows: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor, ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Rows grouped by expert (the block of expert e ends at offsets[e]; ids: each row's
+        expert), each with its router weight [rows, 1] → the weighted expert outputs."""
+        return self.experts(rows, offsets) * weight
 
 
 class Block(nn.Module):
@@ -558,6 +587,7 @@ class Model(nn.Module):
     def __init__(self, config: Config = Config()):
         super().__init__()
         self.config = config
+        self.mesh = None  # the DeviceMesh it is sharded across, once parallelize() has run
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
         self.layers = nn.ModuleList(Block(config, layer_type) for layer_type in config.layer_types)
         self.norm = RMSNorm(config.d_model, config.norm_eps)
@@ -634,24 +664,34 @@ class Model(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> None:
-        """Fresh random weights: normal(0, std) matrices and embeddings, zero biases, norms at identity.
+        """Fresh random weights: normal(0, std) matrices and embeddings; zero biases, norms at
+        identity: as transformers initialises a deepseek_v3 model (std: its
+        initializer_range).
 
         Kept apart from __init__ so that a model built on the meta device can be materialised
-        with `model.to_empty(device=...)` and then initialised (or loaded from a checkpoint)."""
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=std)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-            if isinstance(module, RMSNorm):
-                nn.init.ones_(module.weight)
-            if isinstance(module, Experts):
-                nn.init.normal_(module.gate_proj, mean=0.0, std=std)
-                nn.init.normal_(module.up_proj, mean=0.0, std=std)
-                nn.init.normal_(module.down_proj, mean=0.0, std=std)
-            if isinstance(module, SigmoidRouter):
-                nn.init.normal_(module.weight, mean=0.0, std=std)
-                nn.init.zeros_(module.e_score_correction_bias)
+        with `model.to_empty(device=...)` and then initialised (or loaded from a checkpoint).
+        A parallelized model draws the same weights as one process with the same seed."""
+        if self.mesh is not None:
+            init_parallelized(self, std)
+            return
+        for name, module in self.named_modules():
+            self.init_module(name, module, std)
+
+    def init_module(self, name: str, module: nn.Module, std: float) -> None:
+        """init_weights() of one module's own tensors (`name`: where it is in the model)."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+        if isinstance(module, Experts):
+            nn.init.normal_(module.gate_proj, mean=0.0, std=std)
+            nn.init.normal_(module.up_proj, mean=0.0, std=std)
+            nn.init.normal_(module.down_proj, mean=0.0, std=std)
+        if isinstance(module, SigmoidRouter):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            nn.init.zeros_(module.e_score_correction_bias)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.LongTensor, max_new_tokens: int) -> torch.LongTensor:
@@ -678,9 +718,10 @@ class Model(nn.Module):
     def hf_layout(self) -> "dict[str, Place]":
         """Every tensor of this model's Hugging Face checkpoint: stored name → Place."""
         tensors = self.state_dict(keep_vars=True)
-        return checkpoint_layout(
-            {name: tuple(t.shape) for name, t in tensors.items()}, self.config.n_layers
-        )
+        shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+        if self.mesh is not None:  # parallelized: the shapes of the whole tensors
+            shapes = {name: part.shape for name, part in parts(self).items() if name in shapes}
+        return checkpoint_layout(shapes, self.config.n_layers)
 
     def load_hf_checkpoint(
         self,
@@ -702,7 +743,8 @@ class Model(nn.Module):
 
         Parameters on the meta device are materialised on `device` (default: the CPU) in `dtype`
         (default: the checkpoint's; bfloat16 for a quantized checkpoint). Other parameters are
-        loaded where they are, or moved to `device` and `dtype` when these are given. The MTP
+        loaded where they are, or moved to `device` and `dtype` when these are given. After
+        parallelize() (and to_empty()), each rank reads only the rows, columns and experts it holds. The MTP
         modules are loaded when the model was built with them and the checkpoint has them, else
         skipped (keeping their values).
         keep_quantized: quantized weights stay as stored (FP8 block-scaled) and are dequantized
@@ -710,6 +752,16 @@ class Model(nn.Module):
         about the memory of the checkpoint. Such a model runs eager (not under torch.compile) and
         can neither be saved nor loaded into again."""
         self.refuse_packed("load into it")
+        if self.mesh is not None and (
+            dtype is not None
+            or device is not None
+            or keep_quantized
+            or any(t.is_meta for t in self.state_dict().values())
+        ):
+            raise ValueError(
+                "a parallelized model is loaded where and as it is: call model.to_empty(device=...) after parallelize() "
+                "(and model.to(dtype) on the meta device before it); keep_quantized is not for a parallelized model"
+            )
         checkpoint = Checkpoint(path)
         layout = self.hf_layout()
         stored = checkpoint.by_name("model.")
@@ -726,7 +778,11 @@ class Model(nn.Module):
         checkpoint.check(stored, layout)
         sources = packable(stored, layout) if keep_quantized else {}
         names = [p for place in layout.values() for p in place.params if p not in sources]
-        tensors = materialise(self, names, dtype, device, checkpoint.dtype)
+        tensors = (
+            materialise(self, names, dtype, device, checkpoint.dtype)
+            if self.mesh is None
+            else parts(self)
+        )
         where = {
             name: device or (tensors[name].device if not tensors[name].is_meta else "cpu")
             for name in sources
@@ -748,7 +804,8 @@ class Model(nn.Module):
         files of at most `max_shard_bytes` (one tensor at least) under the deepseek_v3 family's
         names, with model.safetensors.index.json when there are several, and config.json.
         Tensors keep their dtype and are written one at a time. Checkpoint files already in `path`
-        are replaced."""
+        are replaced. After parallelize(), every rank calls it: each tensor is gathered in turn and
+        the first rank writes them."""
         self.refuse_packed("save it")
         if any(t.is_meta for t in self.state_dict().values()):
             raise ValueError(
@@ -763,8 +820,17 @@ class Model(nn.Module):
             raise ValueError(
                 f"config.json describes this module's Config(); this model's differs in {', '.join(changed)}"
             )
-        tensors = self.state_dict(keep_vars=True)
+        tensors = self.state_dict(keep_vars=True) if self.mesh is None else whole_tensors(self)
         entries = [(name, place, tensors) for name, place in self.hf_layout().items()]
+        if self.mesh is not None and torch.distributed.get_rank() != 0:
+            for (
+                _,
+                place,
+                _,
+            ) in entries:  # the first rank writes: help it gather each tensor, in its order
+                stored_tensor(place, tensors)
+            torch.distributed.barrier()
+            return
         files = write_shards(pathlib.Path(path), entries, max_shard_bytes)
         config = json.loads(HF_CONFIG) | {
             "dtype": str(self.embed_tokens.weight.dtype).removeprefix("torch.")
@@ -772,6 +838,8 @@ class Model(nn.Module):
         files["config.json"] = pathlib.Path(path) / ".config.json.tmp"
         files["config.json"].write_text(json.dumps(config, indent=2) + "\n")
         replace_files(pathlib.Path(path), files)
+        if self.mesh is not None:
+            torch.distributed.barrier()  # the files are in place for every rank
 
     def refuse_packed(self, action: str) -> None:
         if any(parametrize.is_parametrized(m) for m in self.modules()):
@@ -905,8 +973,14 @@ def checkpoint_layout(shapes: dict[str, tuple[int, ...]], n_layers: int) -> dict
 def load_tensor(source: "Stored", place: Place, tensors: dict[str, torch.Tensor]) -> None:
     """Copy a stored tensor into the parameters it holds (converted to their layout, dtype and device)."""
     targets = [tensors[p] for p in place.params]
+    if isinstance(targets[0], Part) and not any(t.holds() for t in targets):
+        return  # a rank of a parallelized model that holds none of it reads none of it
     if place.expert is not None:
         targets = [t[place.expert] for t in targets]
+    if isinstance(targets[0], Part) and len(targets) == 1 and source.blockwise(place):
+        if targets[0].holds():  # read only the rows and columns this rank holds
+            targets[0].local.copy_(source.read_block(targets[0].box))
+        return
     tensor = source.read(targets[0].device)
     targets[0].copy_(tensor)
 
@@ -1052,6 +1126,33 @@ class SafetensorsFile:
             torch.frombuffer(data, dtype=torch.uint8).view(SAFETENSORS_DTYPES[dtype]).reshape(shape)
         )
 
+    def read_block(self, name: str, box: tuple[slice, ...]) -> torch.Tensor:
+        """Only the block [box] of the tensor `name` (1-D or 2-D: a range of rows, and of columns
+        within them): the bytes of the other rows and columns are not read."""
+        dtype, shape, start, _ = self.tensors[name]
+        rows, cols = box[0], (box[1] if len(shape) == 2 else slice(0, 1))
+        width, size = (shape[1] if len(shape) == 2 else 1), SAFETENSORS_DTYPES[dtype].itemsize
+        data = bytearray((rows.stop - rows.start) * (cols.stop - cols.start) * size)
+        with open(self.path, "rb") as f:
+            if cols.stop - cols.start == width:  # whole rows: one read
+                f.seek(self.start + start + rows.start * width * size)
+                complete = f.readinto(data) == len(data)
+            else:  # a column range: a read per row
+                view, step, complete = memoryview(data), (cols.stop - cols.start) * size, True
+                for i, row in enumerate(range(rows.start, rows.stop)):
+                    f.seek(self.start + start + (row * width + cols.start) * size)
+                    complete &= f.readinto(view[i * step : (i + 1) * step]) == step
+        if not complete:
+            raise CheckpointError(
+                f"{name} in {self.path}: the file ended early (it changed while loading?)"
+            )
+        block = tuple(s.stop - s.start for s in box)
+        if not data:
+            return torch.empty(block, dtype=SAFETENSORS_DTYPES[dtype])
+        return (
+            torch.frombuffer(data, dtype=torch.uint8).view(SAFETENSORS_DTYPES[dtype]).reshape(block)
+        )
+
 
 def dequantize_fp8(
     weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int], ue8m0: bool
@@ -1099,6 +1200,35 @@ class Stored(NamedTuple):
                 data, scales, self.block, self.scales[0].tensors[self.scales[1]][0] == "F8_E8M0"
             )
         return data
+
+    def blockwise(self, place: "Place") -> bool:
+        """Whether a block of it can be read alone: a 1-D or 2-D tensor (FP8: 2-D),
+        stored as the param that it fills is laid out."""
+        readable = (
+            self.index is None
+            and len(self.shape) in (1, 2)
+            and (self.format == "plain" or len(self.shape) == 2)
+        )
+        return readable
+
+    def read_block(self, box: tuple[slice, ...]) -> torch.Tensor:
+        """Only the block [box] of it, reading no more of the file than that (FP8: the whole
+        scale blocks around it, dequantized in float32, then cut)."""
+        if self.format == "fp8":
+            (rows, cols), (b0, b1) = box, self.block
+            r0, c0 = rows.start // b0 * b0, cols.start // b1 * b1
+            r1, c1 = min(-(-rows.stop // b0) * b0, self.shape[0]), min(
+                -(-cols.stop // b1) * b1, self.shape[1]
+            )
+            data = self.file.read_block(self.key, (slice(r0, r1), slice(c0, c1)))
+            scales = self.scales[0].read_block(
+                self.scales[1], (slice(r0 // b0, -(-r1 // b0)), slice(c0 // b1, -(-c1 // b1)))
+            )
+            weight = dequantize_fp8(
+                data, scales, self.block, self.scales[0].tensors[self.scales[1]][0] == "F8_E8M0"
+            )
+            return weight[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
+        return self.file.read_block(self.key, box)
 
     def read_packed(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A quantized tensor as stored, on `device`: its data and its scales (FP8: in float32)."""
@@ -1451,3 +1581,434 @@ def keep_packed(
         parametrize.register_parametrization(
             module, attribute, Dequantize(sources[name].format, scales, block, dtype), unsafe=True
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Parallelism: parallelize() shards a model across the ranks of a device mesh (torch.distributed).
+
+# How tensor parallelism ("tp") splits each layer: "colwise" splits a projection's outputs
+# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed);
+# "heads" runs a module on this rank's heads with replicated weights.
+TENSOR_PARALLEL_PLAN = {
+    "self_attn.q_b_proj": "colwise",
+    "self_attn.kv_b_proj": "colwise",
+    "self_attn.o_proj": "rowwise",
+    "mlp.gate_proj": "colwise",
+    "mlp.up_proj": "colwise",
+    "mlp.down_proj": "rowwise",
+    "mlp.shared_experts.gate_proj": "colwise",
+    "mlp.shared_experts.up_proj": "colwise",
+    "mlp.shared_experts.down_proj": "rowwise",
+}
+
+
+class SumGradients(torch.autograd.Function):
+    """Identity going forward; going back, the gradient is summed over the ranks of `group`: for a
+    tensor that every rank computes alike but uses for its own share of the work."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous()
+        torch.distributed.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+class SumOutputs(torch.autograd.Function):
+    """Going forward, the partial results of the ranks of `group` are summed; going back, every
+    rank's gradient is already whole (the ranks compute the same loss)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group) -> torch.Tensor:
+        x = x.contiguous()
+        torch.distributed.all_reduce(x, group=group)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+class AllToAll(torch.autograd.Function):
+    """Rows exchanged between the ranks of `group`: this rank sends send[r] rows to rank r and
+    receives receive[r] from it (in rank order). Going back, the gradients travel the other way."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, receive: list[int], send: list[int], group) -> torch.Tensor:
+        ctx.receive, ctx.send, ctx.group = receive, send, group
+        out = x.new_empty(sum(receive), *x.shape[1:])
+        torch.distributed.all_to_all_single(out, x.contiguous(), receive, send, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        out = grad.new_empty(sum(ctx.send), *grad.shape[1:])
+        torch.distributed.all_to_all_single(
+            out, grad.contiguous(), ctx.send, ctx.receive, group=ctx.group
+        )
+        return out, None, None, None
+
+
+class ExpertParallel:
+    """Routed experts split across the ranks of `group`, each token staying on its rank: rank r
+    holds experts [r · held, (r + 1) · held). Every rank routes its own tokens, sends each chosen
+    (token, expert) row to the rank that holds the expert (all-to-all), runs its experts on the
+    rows it receives, and sends the results back to be weighted and added up."""
+
+    def __init__(self, group, n_experts: int):
+        self.group = group
+        self.ranks = torch.distributed.get_world_size(group)
+        self.held = n_experts // self.ranks
+
+    def __call__(
+        self, moe: nn.Module, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor
+    ) -> torch.Tensor:
+        # the (token, expert) choices sorted by expert, and so by the rank that holds the expert
+        chosen = experts.flatten()
+        order, counts = group_by_expert(chosen, moe.n_experts)
+        token = order // moe.top_k
+        # how many rows this rank sends each rank's experts, and receives for its own from each rank
+        counts_in = torch.empty_like(counts)
+        torch.distributed.all_to_all_single(counts_in, counts, group=self.group)
+        send = counts.view(self.ranks, self.held).sum(1).tolist()
+        receive = counts_in.view(self.ranks, self.held).sum(1).tolist()
+        rows = AllToAll.apply(x[token], receive, send, self.group)
+        weight = AllToAll.apply(weights.flatten()[order, None], receive, send, self.group)
+        # the rows come rank by rank, each rank's sorted by expert: group them by expert
+        local = (
+            torch.arange(self.held, device=x.device).repeat(self.ranks).repeat_interleave(counts_in)
+        )
+        regroup, held_counts = group_by_expert(local, self.held)
+        offsets = held_counts.cumsum(0).to(torch.int32)
+        results = moe.run_experts(rows[regroup], weight[regroup], offsets, local[regroup])
+        out = torch.empty_like(rows, dtype=x.dtype)
+        out[regroup] = results.to(x.dtype)  # back in the order the rows came, to send them back
+        routed = AllToAll.apply(out, send, receive, self.group)
+        return torch.zeros_like(x).index_add_(0, token, routed)
+
+
+class ExpertsOverTensorParallel:
+    """Routed experts split across the ranks of `group`, which all see the same tokens: each rank
+    runs the choices of the experts it holds, [rank · held, (rank + 1) · held), and the partial
+    results are summed."""
+
+    def __init__(self, group, n_experts: int):
+        self.group = group
+        self.held = n_experts // torch.distributed.get_world_size(group)
+        self.first = torch.distributed.get_rank(group) * self.held
+
+    def __call__(
+        self, moe: nn.Module, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor
+    ) -> torch.Tensor:
+        x, weights = SumGradients.apply(x, self.group), SumGradients.apply(weights, self.group)
+        chosen = experts.flatten() - self.first
+        # the experts of other ranks all go to one bin past this rank's, sorted last
+        chosen = chosen.masked_fill((chosen < 0) | (chosen >= self.held), self.held)
+        order, counts = group_by_expert(chosen, self.held + 1)
+        order = order[: len(order) - int(counts[-1])]  # the choices of this rank's experts
+        token = order // moe.top_k
+        offsets = counts[:-1].cumsum(0).to(torch.int32)
+        routed = moe.run_experts(x[token], weights.flatten()[order, None], offsets, chosen[order])
+        out = torch.zeros_like(x).index_add_(0, token, routed.to(x.dtype))
+        return SumOutputs.apply(out, self.group)
+
+
+def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -> Model:
+    """Shard `model` across the ranks of `mesh` (a torch.distributed DeviceMesh), in place.
+
+    The mesh's dimensions are named among "dp", "tp" and "ep"; any may be absent.
+    - "tp" (tensor parallelism): every layer is split as TENSOR_PARALLEL_PLAN says; the
+      embedding and the output head are split over the vocabulary (the logits are gathered).
+    - "ep" (expert parallelism): the routed experts are split across its ranks, and tokens
+      travel to the rank that holds their expert and back (all-to-all). Without "ep", the
+      routed experts are split over "tp".
+    - "dp" (FSDP2): every layer, then the rest, is sharded with fully_shard over the ranks of
+      "dp" and "ep" together (the routed experts over "dp" alone).
+    The ranks of "dp" and of "ep" each take their own batch, the ranks of "tp" the same
+    one; each rank's loss is the mean over its batch, and gradients are averaged over the
+    data ranks, so that training gives the same losses as one process on the whole batch.
+    activation_checkpointing: each layer's activations are recomputed in the backward pass
+    instead of kept.
+
+    Call it on a model built on the meta device, then `model.to_empty(device=...)` and
+    `init_weights()` (with the same seed on every rank) or `load_hf_checkpoint()`, which
+    reads on each rank only the parts it holds. A size that a mesh dimension does not divide
+    is a ValueError, raised before anything is sharded."""
+    import functools
+
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        SequenceParallel,
+        parallelize_module,
+    )
+    from torch.utils.checkpoint import checkpoint
+
+    names = tuple(mesh.mesh_dim_names or ())
+    sizes = dict(zip(names, mesh.shape))
+    unknown = [n for n in names if n not in ("dp", "tp", "ep")]
+    if unknown or len(names) != mesh.ndim:
+        raise ValueError(
+            f"the mesh's dimensions must be named among dp, tp and ep; this one's are {list(names)}"
+        )
+    problems = mesh_problems(model, sizes)
+    if problems:
+        raise ValueError("this mesh cannot split the model:\n  " + "\n  ".join(problems))
+    tp, ep = sizes.get("tp", 1), sizes.get("ep", 1)
+    if tp > 1:
+        styles = {
+            "colwise": ColwiseParallel,
+            "rowwise": RowwiseParallel,
+            "heads": functools.partial(SequenceParallel, sequence_dim=1, use_local_output=True),
+        }
+        vocab = {
+            "embed_tokens": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
+            "lm_head": ColwiseParallel(output_layouts=Replicate()),
+        }
+        parallelize_module(model, mesh["tp"], vocab)
+        for layer in model.layers:
+            layer_plan = {
+                name: styles[style]()
+                for name, style in TENSOR_PARALLEL_PLAN.items()
+                if has_module(layer, name)
+            }
+            parallelize_module(layer, mesh["tp"], layer_plan)
+            if hasattr(layer.self_attn, "heads_split"):  # latent attention counts its heads itself
+                layer.self_attn.n_heads //= tp
+                layer.self_attn.heads_split = mesh["tp"].get_group()
+
+    experts_dim = "ep" if ep > 1 else "tp" if tp > 1 else None
+    routed = []  # the routed experts' parameters, when split
+    if experts_dim is not None:
+        split = ExpertParallel if experts_dim == "ep" else ExpertsOverTensorParallel
+        for layer in model.layers:
+            if hasattr(layer.mlp, "split"):
+                layer.mlp.split = split(mesh[experts_dim].get_group(), layer.mlp.n_experts)
+                for name, _ in list(layer.mlp.experts.named_parameters()):
+                    routed.append(split_parameter(layer.mlp.experts, name, mesh[experts_dim]))
+
+    if activation_checkpointing:
+        for layer in model.layers:
+            layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)
+
+    data = [n for n in names if n in ("dp", "ep") and sizes[n] > 1]  # the data-parallel dimensions
+    if data:
+        # one dimension of all the data ranks (DeviceMesh._flatten: torchtitan's way to get one)
+        data_mesh = mesh[data[0]] if len(data) == 1 else mesh["dp", "ep"]._flatten("dp_ep")
+        dp = sizes.get("dp", 1)
+        unsharded = set(routed) if dp == 1 else None  # split experts that "dp" does not shard
+        for layer in model.layers:
+            if routed and hasattr(layer.mlp, "split"):
+                experts = layer.mlp.experts
+                # each expert's gradient adds up the batches of the ep ranks: average them too
+                if dp > 1:
+                    fully_shard(experts, mesh=mesh["dp"])  # its own shards, over "dp" alone
+                    if ep > 1:
+                        experts.set_gradient_divide_factor(dp * ep)
+                        experts.set_force_sum_reduction_for_comms(True)  # a sum, then the division
+                elif ep > 1:
+                    for param in experts.parameters():
+                        param.register_hook(lambda grad: grad / ep)
+            fully_shard(layer, mesh=data_mesh, ignored_params=unsharded)
+        # the root reshards after its forward too: a forward without gradients (an evaluation)
+        # would otherwise leave its gathered weights in use, stale after the next optimizer step
+        fully_shard(model, mesh=data_mesh, ignored_params=unsharded, reshard_after_forward=True)
+    model.mesh = mesh
+    return model
+
+
+def split_parameter(module: nn.Module, name: str, mesh) -> nn.Parameter:
+    """Keep this rank's rows of a parameter whose rows are split evenly across `mesh`'s ranks;
+    `module.shard` records the first row held, the whole size and the group (for loading and
+    saving)."""
+    whole = getattr(module, name)
+    rows = len(whole) // mesh.size()
+    first = mesh.get_local_rank() * rows
+    part = nn.Parameter(whole[first : first + rows].detach().clone(), whole.requires_grad)
+    module.register_parameter(name, part)
+    module.shard = (first, len(whole), mesh.get_group())
+    return part
+
+
+def has_module(root: nn.Module, name: str) -> bool:
+    try:
+        root.get_submodule(name)
+    except AttributeError:
+        return False
+    return True
+
+
+def mesh_problems(model: Model, sizes: dict[str, int]) -> list[str]:
+    """What the mesh cannot split: each size that a dimension does not divide, named."""
+    problems = []
+
+    def need(dim: str, n: int, what: str) -> None:
+        if n % sizes.get(dim, 1):
+            problems.append(f"{dim}={sizes[dim]} does not divide the {n} {what}")
+
+    if sizes.get("tp", 1) > 1:
+        need("tp", model.config.vocab_size, "vocabulary entries")
+        for i, layer in enumerate(model.layers):
+            attention = layer.self_attn
+            if hasattr(attention, "heads_split"):
+                need("tp", attention.n_heads, f"heads of layers.{i}.self_attn")
+            else:
+                need(
+                    "tp",
+                    attention.q_proj.out_features // attention.head_dim,
+                    f"query heads of layers.{i}.self_attn",
+                )
+                need(
+                    "tp",
+                    attention.k_proj.out_features // attention.head_dim,
+                    f"key/value heads of layers.{i}.self_attn",
+                )
+            for name, style in TENSOR_PARALLEL_PLAN.items():
+                if (
+                    style == "colwise"
+                    and not name.startswith("self_attn.")
+                    and has_module(layer, name)
+                ):
+                    need(
+                        "tp",
+                        layer.get_submodule(name).out_features,
+                        f"hidden units of layers.{i}.{name.rpartition('.')[0]}",
+                    )
+    experts_dim = "ep" if sizes.get("ep", 1) > 1 else "tp" if sizes.get("tp", 1) > 1 else None
+    if experts_dim is not None:
+        for i, layer in enumerate(model.layers):
+            if hasattr(layer.mlp, "split"):
+                need(experts_dim, layer.mlp.n_experts, f"routed experts of layers.{i}.mlp")
+    return problems
+
+
+class Part(NamedTuple):
+    """A tensor of the whole model as one rank of a parallelized model holds it: `local`, the
+    block [box] of the whole tensor of `shape`."""
+
+    local: torch.Tensor
+    shape: tuple[int, ...]
+    box: tuple[slice, ...]
+
+    @property
+    def device(self) -> torch.device:
+        return self.local.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.local.dtype
+
+    @property
+    def is_meta(self) -> bool:
+        return self.local.is_meta
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def holds(self) -> bool:
+        """Whether this rank holds any of it."""
+        return all(s.stop > s.start for s in self.box)
+
+    def __getitem__(self, index: int) -> "Part":
+        """The part of the whole tensor's [index] held here (nothing when the index is not)."""
+        first = self.box[0]
+        if not first.start <= index < first.stop:
+            return Part(self.local.new_empty(0), self.shape[1:], (slice(0, 0),))
+        return Part(self.local[index - first.start], self.shape[1:], self.box[1:])
+
+    def copy_(self, whole: torch.Tensor) -> None:
+        """Copy this rank's block of the whole tensor into the part it holds."""
+        if self.holds():
+            self.local.copy_(whole[self.box])
+
+
+def parts(model: nn.Module) -> dict[str, Part]:
+    """Every tensor of a parallelized model by name: its whole shape and the part this rank holds."""
+    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    out = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        whole = tuple(tensor.shape)
+        if isinstance(tensor, DTensor):  # sharded by FSDP or tensor parallelism
+            shape, offset = compute_local_shape_and_global_offset(
+                tensor.shape, tensor.device_mesh, tensor.placements
+            )
+            local = tensor.to_local()
+        else:
+            local, shape, offset = tensor, whole, (0,) * tensor.dim()
+        box = [slice(o, o + n) for o, n in zip(offset, shape)]
+        owner = model.get_submodule(name.rpartition(".")[0])
+        if hasattr(owner, "shard"):  # rows split by parallelize() (split_parameter)
+            first, rows = owner.shard[:2]
+            box[0] = slice(box[0].start + first, box[0].stop + first)
+            whole = (rows, *whole[1:])
+        out[name] = Part(local, whole, tuple(box))
+    return out
+
+
+def init_parallelized(model: Model, std: float) -> None:
+    """init_weights() of a parallelized model: module by module, the whole tensors are drawn on
+    the CPU as one process draws them (the same seed gives the same weights as Model().init_weights()
+    on the CPU), and each rank keeps its parts. One module's tensors are whole at a time."""
+    with torch.device("meta"):
+        twin = Model(model.config)
+    held = parts(model)
+    for name, module in twin.named_modules():
+        own = [n for n, _ in module.named_parameters(recurse=False)] + [
+            n for n, _ in module.named_buffers(recurse=False)
+        ]
+        if not own:
+            continue
+        module.to_empty(device="cpu", recurse=False)
+        twin.init_module(name, module, std)
+        for key in own:
+            whole = f"{name}.{key}" if name else key
+            if whole in held:
+                held[whole].copy_(getattr(module, key))
+        module.to("meta")
+
+
+class WholeTensor(NamedTuple):
+    """A tensor of a parallelized model as a whole: detach() gathers it from the ranks that hold
+    its parts (every rank must ask, in the same order)."""
+
+    tensor: torch.Tensor
+    group: object  # the process group the tensor's rows are split across (split_parameter), if any
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensor.dtype
+
+    def detach(self) -> torch.Tensor:
+        from torch.distributed.tensor import DTensor
+
+        tensor = (
+            self.tensor.full_tensor() if isinstance(self.tensor, DTensor) else self.tensor.detach()
+        )
+        if self.group is not None:  # rows split across the group: gather them
+            pieces = [
+                torch.empty_like(tensor)
+                for _ in range(torch.distributed.get_world_size(self.group))
+            ]
+            torch.distributed.all_gather(pieces, tensor.contiguous(), group=self.group)
+            tensor = torch.cat(pieces)
+        return tensor
+
+
+def whole_tensors(model: nn.Module) -> dict[str, WholeTensor]:
+    """Every tensor of a parallelized model by name, gathered when read (see WholeTensor)."""
+    out = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        group = None
+        owner = model.get_submodule(name.rpartition(".")[0])
+        if hasattr(owner, "shard"):  # rows split by parallelize() (split_parameter)
+            group = owner.shard[2]
+        out[name] = WholeTensor(tensor, group)
+    return out

@@ -15,6 +15,7 @@ import pytest
 
 from archdsl import __version__
 from archdsl.cli import main
+from archdsl.codegen import FUNCTION_IMPORTS, MODULE_IMPORTS
 
 from helpers import ROOT, SPECS, generate, load_model
 
@@ -55,8 +56,8 @@ def test_generation_is_deterministic(tmp_path, monkeypatch):
     assert first == {p.name: p.read_bytes() for p in out.iterdir()}
 
 
-ALLOWED_TOP_LEVEL = {"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional", "torch.nn.utils"}
-ALLOWED_INSIDE_FUNCTIONS: set[str] = set()  # safetensors files are read and written with the standard library
+ALLOWED_TOP_LEVEL = MODULE_IMPORTS
+ALLOWED_INSIDE_FUNCTIONS = FUNCTION_IMPORTS  # safetensors files are read and written with the standard library
 
 
 @pytest.mark.parametrize("name", SPECS)
@@ -78,6 +79,18 @@ def test_defines_the_contract(name):
     assert "Config" in classes and "Model" in classes
     methods = {n.name for n in classes["Model"].body if isinstance(n, ast.FunctionDef)}
     assert {"__init__", "forward", "load_hf_checkpoint", "save_hf_checkpoint", "generate", "init_weights"} <= methods
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    parallelize = functions["parallelize"]
+    assert [a.arg for a in parallelize.args.args] == ["model", "mesh"]
+    assert [a.arg for a in parallelize.args.kwonlyargs] == ["activation_checkpointing"]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_defines_each_name_once(name):
+    """No top-level function or class shadows another (components are rendered separately)."""
+    tree = ast.parse((GENERATED / f"{load_model(name).name}.py").read_text())
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
 
 
 VENDOR_RUNNER = textwrap.dedent(

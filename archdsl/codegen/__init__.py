@@ -20,12 +20,19 @@ import hashlib
 import jinja2
 
 from .. import __version__, ir
-from . import attention, block, cache, checkpoint, ffn, masks, model as model_, moe, mtp, norms, rope
+from . import attention, block, cache, checkpoint, ffn, masks, model as model_, moe, mtp, norms, parallel, rope
 from .files import write_all_atomic, write_atomic
 from .model import describe
 from .plan import BLACK_LINE_LENGTH, Plan, Planner, layer_types_expr, safe_text
 
-__all__ = ["render", "plan_module", "describe", "layer_types_expr", "write_atomic", "write_all_atomic"]
+__all__ = ["render", "plan_module", "describe", "layer_types_expr", "write_atomic", "write_all_atomic", "MODULE_IMPORTS", "FUNCTION_IMPORTS"]
+
+# What a generated module imports: torch and the standard library only. At the top ...
+MODULE_IMPORTS = frozenset({"ctypes", "json", "math", "pathlib", "re", "dataclasses", "typing", "torch", "torch.nn", "torch.nn.functional", "torch.nn.utils"})
+# ... and inside the functions that need them: parallelize() and the sharded load, save and init
+FUNCTION_IMPORTS = frozenset(
+    {"functools", "torch.distributed.fsdp", "torch.distributed.tensor", "torch.distributed.tensor._utils", "torch.distributed.tensor.parallel", "torch.utils.checkpoint"}
+)
 
 
 def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str, family: str | None) -> Plan:
@@ -41,6 +48,7 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     )
     plan.checkpoint = checkpoint.plan(model, family)
     p = Planner(model, plan, quantized_checkpoints=plan.checkpoint["quantized"])
+    p.init = model_.family_init(family)
     model_.sizes(p)
     norms.plan(p)
     attention.sizes(p)
@@ -51,6 +59,7 @@ def plan_module(model: ir.Model, spec_path: str, spec_bytes: bytes, command: str
     block.classes(p, attention_ctor, ffn_ctor)
     layers_expr = block.layers(p)
     mtp.plan(p)
+    parallel.plan(p)
     model_.finish(p, title, layers_expr)
     return plan
 

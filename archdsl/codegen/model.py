@@ -43,8 +43,35 @@ def finish(p: Planner, title: str, layers_expr: str) -> None:
         "loop_args": p.loop_args,
         "per_kind_args": p.per_kind_args,
         "custom_init": custom_init(p),
+        "init_std": p.init.std,
+        "init_doc": init_doc(p),
+        "residual_scaled": p.init.residual_scaled,
         "rope_switch": p.rope_switch,
     }
+
+
+def family_init(family: str | None):
+    """The initialisation of the family's transformers model (the default one without a family)."""
+    from ..families.engine import Init
+    from ..families.tables import FAMILIES
+
+    return FAMILIES[family].init if family in FAMILIES else Init()
+
+
+def init_doc(p: Planner) -> str:
+    """init_weights()'s docstring: what it draws, and whose initialisation that is."""
+    import textwrap
+
+    init = p.init
+    drawn = ["matrices", "embeddings"] + [{"sinks": "attention sinks", "router_bias": "router biases"}[n] for n in sorted(init.normal)]
+    text = f"Fresh random weights: normal(0, std) {', '.join(drawn[:-1])} and {drawn[-1]}"
+    if init.residual_scaled:
+        text += "; o_proj and down_proj, which end on the residual stream, normal(0, std / √(2 · layers))"
+    text += "; zero biases, norms at identity"
+    family = p.plan.checkpoint.get("family")
+    if family:
+        text += f": as transformers initialises a {family} model (std: its initializer_range)"
+    return textwrap.fill(text + ".", width=92, subsequent_indent=" " * 8)
 
 
 def custom_init(p: Planner) -> list[dict]:
@@ -54,7 +81,8 @@ def custom_init(p: Planner) -> list[dict]:
         out.append({"classes": "XIELU", "lines": ["module.reset()"]})
     sinks = [c["name"] for c in p.plan.attention_classes if c.get("sinks")]
     if sinks:
-        out.append({"classes": class_tuple(sinks), "lines": ["nn.init.zeros_(module.sinks)"]})
+        draw = "normal_(module.sinks, mean=0.0, std=std)" if "sinks" in p.init.normal else "zeros_(module.sinks)"
+        out.append({"classes": class_tuple(sinks), "lines": [f"nn.init.{draw}"]})
     if p.plan.moe:
         experts = p.plan.moe["experts_classes"]
         for e in experts:
@@ -65,7 +93,7 @@ def custom_init(p: Planner) -> list[dict]:
         for r in p.plan.moe["routers"]:
             lines = ["nn.init.normal_(module.weight, mean=0.0, std=std)"]
             if r["bias"]:
-                lines.append("nn.init.zeros_(module.bias)")
+                lines.append("nn.init.normal_(module.bias, mean=0.0, std=std)" if "router_bias" in p.init.normal else "nn.init.zeros_(module.bias)")
             if r["bias_correction"]:
                 lines.append("nn.init.zeros_(module.e_score_correction_bias)")
             out.append({"classes": r["name"], "lines": lines})

@@ -107,6 +107,7 @@ class Plan:
     layer_args: str = ""
     model: dict = field(default_factory=dict)
     checkpoint: dict = field(default_factory=dict)
+    parallel: dict = field(default_factory=dict)
 
 
 def safe_text(text: str, limit: int = 200) -> str:
@@ -134,6 +135,7 @@ class Planner:
         self.kinds = model.used_kinds
         self.blocks = {k: model.kinds[k] for k in self.kinds}
         self.quantized_checkpoints = quantized_checkpoints  # experts read their weights through expert_weights()
+        self.init = None  # the family's initialisation (families.engine.Init), set by plan_module
         # class names the templates define themselves; every planned class takes a new name
         self.class_names = {
             "Config", "Model", "RMSNorm", "ZeroCenteredLayerNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",

@@ -394,6 +394,16 @@ def rope_axis() -> Axis:
 # A family
 
 
+@dataclass(frozen=True)
+class Init:
+    """How the family's transformers model initialises its weights (its `_init_weights`), as
+    init_weights() of the generated module repeats it. Norms start at identity, biases at zero."""
+
+    std: float = 0.02  # initializer_range: every matrix and embedding is drawn from normal(0, std)
+    residual_scaled: bool = False  # GPT-2: o_proj and down_proj from normal(0, std / √(2 · layers))
+    normal: frozenset[str] = frozenset()  # drawn from normal(0, std) instead of zeros: "sinks", "router_bias"
+
+
 @dataclass
 class Family:
     model_type: str
@@ -404,6 +414,7 @@ class Family:
     ignored: frozenset[str] = frozenset()  # keys of no architectural meaning for this family
     naming: Naming = LLAMA  # how its checkpoints name tensors (archdsl/checkpoints.py)
     layers_key: str = "num_hidden_layers"
+    init: Init = Init()
 
     layers_default: int | None = None
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..checkpoints import Naming, Rule
 from .common import AttentionBias, HeadDim, RopeKeys, SlidingLayers, alternating
-from .engine import Choice, Const, Custom, Derived, Family, Fixed, Key, sliding_axis
+from .engine import Choice, Const, Custom, Derived, Family, Fixed, Init, Key, sliding_axis
 from .tables import family
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +251,7 @@ family(
             Rule("model.layers.{layer}.mlp.c_proj.{rest}", ("layers.{layer}.mlp.down_proj.{rest}",)),
         ),
         layers_default=30,
+        init=Init(std=0.018042),  # transformers' initializer_range
     )
 )
 

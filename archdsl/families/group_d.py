@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..checkpoints import LLAMA, Naming, Rule
 from .common import AttentionBias, HeadDim, RopeKeys, SlidingLayers, SparseStep, every, llama_sizes, swiglu
-from .engine import Choice, Const, Custom, Family, Fixed, Key, ffn_axis, sliding_axis
+from .engine import Choice, Const, Custom, Family, Fixed, Init, Key, ffn_axis, sliding_axis
 from .tables import family
 
 # GPT-J and GPT-NeoX name their activations as transformers' ACT2FN does
@@ -270,6 +270,7 @@ family(
             Choice("hidden_act", "ffn.act", {"relu2": "relu2", "silu": "silu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}, default="relu2"),
         ],
         ignored=frozenset({"kv_channels"}),  # written by NeMo's converters; transformers reads head_dim
+        init=Init(std=0.0134),  # transformers' initializer_range
     )
 )
 

@@ -26,7 +26,7 @@ from .common import (
     llama_sizes,
     swiglu,
 )
-from .engine import Choice, Consistent, Const, Custom, Derived, Family, Fixed, Key, Settings, ffn_axis, rope_axis, sliding_axis
+from .engine import Choice, Consistent, Const, Custom, Derived, Family, Fixed, Init, Key, Settings, ffn_axis, rope_axis, sliding_axis
 
 FAMILIES: dict[str, Family] = {}
 
@@ -205,6 +205,7 @@ family(
         naming=GPT2,
         layers_key="n_layer",
         layers_default=12,
+        init=Init(residual_scaled=True),
     )
 )
 
@@ -343,6 +344,7 @@ family(
             Const("hidden_act", "silu", "gpt-oss's experts use their clamped SwiGLU"),
         ],
         axes=[sliding_axis()],
+        init=Init(normal=frozenset({"sinks", "router_bias"})),
         aliases={"num_experts": "num_local_experts"},
         # in OpenAI's config.json, read by no transformers code (which reads num_experts_per_tok and rope_parameters)
         ignored=frozenset({"experts_per_token", "initial_context_length"}),
