@@ -9,7 +9,8 @@
    error against the float32 logits (bf16 noise is the same size for both when ours is right).
 2. Greedy decoding speed, generated vs Hugging Face generate (bf16, batch 1).
 3. Decoding with the decode step compiled (torch.compile).
-4. A training step of a ~1B dense model (Llama 3.2 1B): time per step and model FLOPs utilisation.
+4. A training step of a ~1B dense model (Llama 3.2 1B) and of a MoE (Qwen3-30B-A3B's layer, 6
+   layers, 3.9B parameters, 0.5B active): time per step and model FLOPs utilisation.
 5. Published checkpoints (FP8 128 × 128 blocks, MXFP4) loaded from the meta device straight onto
    the GPU in bf16: time, peak GPU memory, weights equal to the CPU's float32 dequantization
    cast to bf16; and keep_quantized: weight memory and decoding speed against dequantized.
@@ -143,8 +144,17 @@ def decode_speed(args, workdir: Path) -> dict:
     return out
 
 
+TRAINING = [("dense", "specs/llama-3.2-1b.arch"), ("MoE", "benchmarks/specs/moe-train.arch")]
+
+
 def training_mfu(args, workdir: Path) -> dict:
-    model = load(ROOT / "specs/llama-3.2-1b.arch")
+    """A training step (forward, loss, backward, fused AdamW) of a ~1B dense model and of a MoE:
+    time per step and model FLOPs utilisation, counting the parameters each token uses."""
+    return {label: training_step(args, workdir, path) for label, path in TRAINING}
+
+
+def training_step(args, workdir: Path, path: str) -> dict:
+    model = load(ROOT / path)
     if args.dry_run:
         model = tiny(model)
     module = module_of(model, workdir, "train_" + model.name)
@@ -173,13 +183,14 @@ def training_mfu(args, workdir: Path) -> dict:
     seconds = (time.perf_counter() - start) / args.train_steps
     stats = compute(model, context=args.train_seq)
     tokens = args.train_batch * args.train_seq
-    # 6 FLOPs per parameter and token (forward and backward), plus attention (3 × forward score/value FLOPs, causal: half)
+    # 6 FLOPs per parameter a token uses and token (forward and backward), plus attention
+    # (3 × the forward score/value FLOPs, causal: half)
     attention = sum(4 * b.attention.heads * b.attention.head_dim for b in (model.block(i) for i in range(model.n_layers))) * args.train_seq / 2
-    flops = tokens * (6 * (stats.total_params - stats.embedding_params) + 3 * attention)
+    flops = tokens * (6 * (stats.active_params - stats.embedding_params) + 3 * attention)
     mfu = flops / seconds / H200_BF16_PEAK
-    print(f"train   {stats.total_params / 1e9:.2f}B params, batch {args.train_batch} × {args.train_seq}: {seconds * 1e3:.0f} ms/step, "
-          f"{tokens / seconds:,.0f} tok/s, MFU {mfu:.1%} (of {H200_BF16_PEAK / 1e12:.0f} TFLOP/s)")
-    return {"params": stats.total_params, "ms_per_step": seconds * 1e3, "tokens_per_s": tokens / seconds, "mfu": mfu}
+    print(f"train   {model.name}: {stats.total_params / 1e9:.2f}B params ({stats.active_params / 1e9:.2f}B active), batch {args.train_batch} × {args.train_seq}: "
+          f"{seconds * 1e3:.0f} ms/step, {tokens / seconds:,.0f} tok/s, MFU {mfu:.1%} (of {H200_BF16_PEAK / 1e12:.0f} TFLOP/s)")
+    return {"params": stats.total_params, "active_params": stats.active_params, "ms_per_step": seconds * 1e3, "tokens_per_s": tokens / seconds, "mfu": mfu}
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
