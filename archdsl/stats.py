@@ -319,7 +319,8 @@ def mtp_module_params(model: ir.Model, block_params: int) -> int:
 # 2. routed experts' stacked tensors [experts, ...] are split along the experts over ep (or, with
 #    no ep, over tp);
 # 3. FSDP2 then shards every tensor along dim 0 as torch.chunk does: ordinary tensors over the
-#    dp · ep data ranks, routed experts over dp; rank 0, the most loaded, holds ceil(rows / ranks).
+#    dp · ep data ranks, routed experts over dp (and over tp too when they are split over ep);
+#    rank 0, the most loaded, holds ceil(rows / ranks).
 # Like parallelize(), check_mesh refuses what it would refuse: a size that does not divide what it
 # splits, tp with xIELU's learned scalars, ep on a model without experts.
 
@@ -523,9 +524,10 @@ def held_elements(t: TensorShape, dp: int = 1, tp: int = 1, ep: int = 1) -> int:
     if t.expert:
         if ep > 1:
             shape[0] //= ep
-        elif tp > 1:
+            ranks = dp * tp  # the tp ranks hold the same experts: FSDP shards them over tp too
+        else:
             shape[0] //= tp
-        ranks = dp
+            ranks = dp
     else:
         ranks = dp * ep
     if not shape:

@@ -1433,7 +1433,7 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
       travel to the rank that holds their expert and back (all-to-all). Without "ep", the
       routed experts are split over "tp".
     - "dp" (FSDP2): every layer, then the rest, is sharded with fully_shard over the ranks of
-      "dp" and "ep" together (the routed experts over "dp" alone).
+      "dp" and "ep" together (the routed experts over "dp", and "tp" where "ep" splits them).
     The ranks of "dp" and of "ep" each take their own batch, the ranks of "tp" the same
     one; each rank's loss is the mean over its batch, and gradients are averaged over the
     data ranks, so that training gives the same losses as one process on the whole batch.
@@ -1505,15 +1505,24 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
         # one dimension of all the data ranks (DeviceMesh._flatten: torchtitan's way to get one)
         data_mesh = mesh[data[0]] if len(data) == 1 else mesh["dp", "ep"]._flatten("dp_ep")
         dp = sizes.get("dp", 1)
-        unsharded = set(routed) if dp == 1 else None  # split experts that "dp" does not shard
+        # routed experts split over "ep" are the same on the ranks of "tp": FSDP shards them over
+        # "tp" too (their gradients there are equal: the sum counts each tp times)
+        experts_mesh, experts_ranks = None, dp
+        if ep > 1 and tp > 1:
+            experts_mesh = mesh["tp"] if dp == 1 else mesh["dp", "tp"]._flatten("dp_tp")
+            experts_ranks = dp * tp
+        unsharded = (
+            set(routed) if dp == 1 and experts_mesh is None else None
+        )  # split experts FSDP leaves whole
         for layer in model.layers:
             if routed and hasattr(layer.mlp, "split"):
                 experts = layer.mlp.experts
-                # each expert's gradient adds up the batches of the ep ranks: average them too
-                if dp > 1:
-                    fully_shard(experts, mesh=mesh["dp"])  # its own shards, over "dp" alone
-                    if ep > 1:
-                        experts.set_gradient_divide_factor(dp * ep)
+                if dp > 1 or experts_mesh is not None:
+                    fully_shard(experts, mesh=experts_mesh or mesh["dp"])  # their own shards
+                    if (
+                        ep > 1
+                    ):  # each expert's gradient adds up the batches of the ep ranks: average them
+                        experts.set_gradient_divide_factor(experts_ranks * ep)
                         experts.set_force_sum_reduction_for_comms(True)  # a sum, then the division
                 elif ep > 1:
                     for param in experts.parameters():
