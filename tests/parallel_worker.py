@@ -41,6 +41,11 @@ def train(model, tokens: torch.Tensor, rows: slice = slice(None)) -> list[float]
     return losses
 
 
+def held_elements(model) -> int:
+    """The elements of the model's parameters this rank holds."""
+    return sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+
+
 def count_reads(module) -> list[int]:
     """Count the bytes of tensors the module's checkpoint reader returns from now on."""
     read = [0]
@@ -74,6 +79,9 @@ def run(rank: int, world: int, port: int, cases: list[dict], out_dir: str) -> No
         with torch.device("meta"):
             model = module.Model()
         module.parallelize(model, mesh, activation_checkpointing=case.get("checkpointing", False))
+        if case.get("meta"):  # a full-size model: what each rank would hold, on the meta device
+            results[case["id"]] = {"params": held_elements(model)}
+            continue
         model.to_empty(device="cpu")
         tokens = batches(model.config.vocab_size)
         torch.manual_seed(INIT_SEED)
@@ -89,7 +97,7 @@ def run(rank: int, world: int, port: int, cases: list[dict], out_dir: str) -> No
         model.load_hf_checkpoint(case["checkpoint"])
         with torch.no_grad():
             logits = model(tokens[0][:, :-1])
-        held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+        held = held_elements(model)
         held_bytes = sum(
             (p.to_local() if hasattr(p, "to_local") else p).numel() * p.dtype.itemsize for p in model.parameters()
         )

@@ -117,6 +117,7 @@ CASES = [(m, mesh) for m in SPECS if m not in ("full", "oss") for mesh in MESHES
 CASES.append(("moe", "dp2tp2-checkpointing"))
 CASES.append(("mla_fp8", "dp2tp2"))
 RTOL = 1e-5
+FULL_SIZE = ["deepseek-v3", "gpt-oss-120b", "llama4-maverick", "qwen3-235b-a22b"]
 
 
 def free_port() -> int:
@@ -181,6 +182,14 @@ def setup(tmp_path_factory):
                 "checkpointing": mesh.endswith("-checkpointing"),
             }
         )
+    # full-size seed models, parallelized on the meta device: what each rank would hold
+    from helpers import generate
+
+    for spec in FULL_SIZE:
+        module = generate(spec, tmp / "full")
+        for mesh in ("dp2tp2", "dp2ep2"):
+            names, shape = MOE_MESHES.get(mesh) or MESHES[mesh]
+            cases.append({"id": f"{spec}-{mesh}", "module": module.__file__, "mesh": names, "shape": shape, "meta": True})
     from parallel_worker import run
 
     mp.spawn(run, args=(4, free_port(), cases, str(tmp)), nprocs=4, join=True)
@@ -286,6 +295,21 @@ def test_init_weights_ties_a_tied_head_again(setup):
     assert model.lm_head.weight is not model.embed_tokens.weight
     model.init_weights()
     assert model.lm_head.weight is model.embed_tokens.weight
+
+
+@pytest.mark.parametrize("spec", FULL_SIZE)
+@pytest.mark.parametrize("mesh", ["dp2tp2", "dp2ep2"])
+def test_full_size_rank_holds_what_stats_devices_says(setup, spec, mesh):
+    """The seed models at full size, parallelized on the meta device: the most loaded rank holds
+    exactly the parameters `archdsl stats --devices` counts."""
+    from archdsl.stats import per_device
+
+    from helpers import load_model
+
+    _, ranks, _ = setup
+    names, shape = MOE_MESHES.get(mesh) or MESHES[mesh]
+    held = [rank[f"{spec}-{mesh}"]["params"] for rank in ranks]
+    assert max(held) == held[0] == per_device(load_model(spec), **dict(zip(names, shape))).params
 
 
 class FakeMesh:
