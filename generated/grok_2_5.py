@@ -1534,17 +1534,15 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
         if ep > 1 and tp > 1:
             experts_mesh = mesh["tp"] if dp == 1 else mesh["dp", "tp"]._flatten("dp_tp")
             experts_ranks = dp * tp
-        unsharded = (
-            set(routed) if dp == 1 and experts_mesh is None else None
-        )  # split experts FSDP leaves whole
+        # split experts that FSDP leaves whole (their gradients are whole on their rank)
+        unsharded = set(routed) if dp == 1 and experts_mesh is None else None
         for layer in model.layers:
             if routed and hasattr(layer.mlp, "split"):
                 experts = layer.mlp.experts
+                # each expert's gradient adds up the batches of the ep ranks: average them too
                 if dp > 1 or experts_mesh is not None:
                     fully_shard(experts, mesh=experts_mesh or mesh["dp"])  # their own shards
-                    if (
-                        ep > 1
-                    ):  # each expert's gradient adds up the batches of the ep ranks: average them
+                    if ep > 1:
                         experts.set_gradient_divide_factor(experts_ranks * ep)
                         experts.set_force_sum_reduction_for_comms(True)  # a sum, then the division
                 elif ep > 1:
