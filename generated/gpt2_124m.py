@@ -264,7 +264,8 @@ class Model(nn.Module):
     def init_module(self, name: str, module: nn.Module, std: float) -> None:
         """init_weights() of one module's own tensors (`name`: where it is in the model)."""
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            if name.endswith(("self_attn.o_proj", "mlp.down_proj")):  # ends on the residual stream
+            # GPT-2's scheme: the projections that end on the residual stream are drawn smaller
+            if name.endswith(("self_attn.o_proj", "mlp.down_proj")):
                 std = std / math.sqrt(2 * self.config.n_layers)
             nn.init.normal_(module.weight, mean=0.0, std=std)
         if isinstance(module, nn.Linear) and module.bias is not None:

@@ -85,3 +85,47 @@ def hf_reference(config: dict, seed: int = 0, noise: float = 0.05):
                 buffer.add_(torch.randn_like(buffer) * noise)
     return model.eval()
 
+
+
+# Where archdsl's init_weights() knowingly differs from transformers' initialisation, and why.
+INIT_DEVIATIONS = {
+    # transformers starts Nemotron's LayerNorm1P weights at 1, which its forward applies as 1 + w:
+    # a scale of 2. archdsl starts every norm at identity (w = 0 for a (1 + w) norm), as NeMo does.
+    "nemotron": "norm.weight",
+}
+
+
+def compare_init(module, config: dict, tmp: Path, label: str) -> None:
+    """init_weights() of a generated module draws what transformers' own initialisation draws:
+    every tensor that starts constant (zero biases, norms at one or zero) starts at the same
+    constant, and every random one is drawn, from normal(0, std) with transformers' std (checked
+    where a tensor has 2000 elements or more)."""
+    import torch
+    import transformers
+    from safetensors.torch import load_file
+
+    torch.manual_seed(4)
+    theirs = transformers.AutoModelForCausalLM.from_config(hf_config(config), dtype=torch.float32).state_dict()
+    with torch.device("meta"):
+        fresh = module.Model(module.Config())
+    fresh.to_empty(device="cpu")
+    torch.manual_seed(4)
+    fresh.init_weights()
+    fresh.save_hf_checkpoint(tmp / "init")
+    mine = {}
+    for f in (tmp / "init").glob("*.safetensors"):
+        mine |= load_file(f)
+    for key, expected in theirs.items():
+        if key not in mine:  # buffers transformers keeps that a checkpoint does not (RoPE tables, masks)
+            continue
+        got, expected = mine[key].float(), expected.float()
+        if label in INIT_DEVIATIONS and key.endswith(INIT_DEVIATIONS[label]):
+            assert torch.all(got == 0), f"{label}: {key} should start at identity (0 in a 1 + w norm)"
+            continue
+        if torch.all(expected == expected.flatten()[0]):
+            assert torch.all(got == expected.flatten()[0]), f"{label}: {key} should start at {expected.flatten()[0].item()}"
+            continue
+        assert got.unique().numel() > 1, f"{label}: {key} starts constant, transformers draws it"
+        if expected.numel() >= 2000 and abs(expected.mean().item()) < 0.1 * expected.std().item():
+            ratio = got.std().item() / expected.std().item()
+            assert 0.9 < ratio < 1.1, f"{label}: {key} drawn with std {got.std().item():.4g}, transformers {expected.std().item():.4g}"

@@ -20,7 +20,7 @@ from archdsl.codegen import render
 from archdsl.hf import FAMILIES, HFError, IMPORTERS, export_hf, import_hf
 
 from families import case_config, cases, tiny_config
-from helpers import hf_reference, import_path
+from helpers import compare_init, hf_reference, import_path
 
 transformers = pytest.importorskip("transformers")
 
@@ -60,6 +60,12 @@ def test_logits_and_greedy_tokens_match(family):
     mine = ours.generate(prompt, max_new_tokens=8)
     theirs = reference.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
     assert torch.equal(mine, theirs), f"{model_type}: greedy tokens differ"
+
+
+def test_init_weights_follows_the_family(family, tmp_path):
+    """init_weights() draws what the family's transformers model draws (helpers.compare_init)."""
+    model_type, config, reference, ours = family
+    compare_init(__import__(type(ours).__module__), config, tmp_path, model_type)
 
 
 def test_parameter_count_is_exact(family):

@@ -13,7 +13,7 @@ import torch
 from archdsl.compare import compare_layers
 from archdsl.hf import family_of
 
-from helpers import FEATURES, SPECS, export_config, generate, hf_config, hf_reference, load_model
+from helpers import FEATURES, SPECS, compare_init, export_config, generate, hf_reference, load_model
 
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
@@ -109,37 +109,9 @@ def test_loss_and_gradients_match(pair, tmp_path):
 
 
 def test_init_weights_follows_the_family(pair, tmp_path):
-    """init_weights() draws what transformers' own initialisation draws: every tensor that starts
-    constant (zero biases, norms at one or zero) starts at the same constant, and every random
-    one from normal(0, std) with transformers' std (checked where a tensor is large enough)."""
-    import transformers
-    from safetensors.torch import load_file
-
+    """init_weights() draws what transformers' own initialisation draws (see helpers.compare_init)."""
     name, ours, reference, config = pair
-    torch.manual_seed(4)
-    theirs = transformers.AutoModelForCausalLM.from_config(hf_config(config), dtype=torch.float32).state_dict()
-    module = __import__(type(ours).__module__)
-    with torch.device("meta"):
-        fresh = module.Model(module.Config())
-    fresh.to_empty(device="cpu")
-    torch.manual_seed(4)
-    fresh.init_weights()
-    fresh.save_hf_checkpoint(tmp_path / "init")
-    mine = {}
-    for f in (tmp_path / "init").glob("*.safetensors"):
-        mine |= load_file(f)
-    for key, expected in theirs.items():
-        if key not in mine:  # buffers transformers keeps that a checkpoint does not (RoPE tables, masks)
-            continue
-        got = mine[key].float()
-        expected = expected.float()
-        if torch.all(expected == expected.flatten()[0]):
-            assert torch.all(got == expected.flatten()[0]), f"{name}: {key} should start at {expected.flatten()[0].item()}"
-            continue
-        assert got.unique().numel() > 1, f"{name}: {key} starts constant, transformers draws it"
-        if expected.numel() >= 2000 and abs(expected.mean().item()) < 0.1 * expected.std().item():
-            ratio = got.std().item() / expected.std().item()
-            assert 0.9 < ratio < 1.1, f"{name}: {key} drawn with std {got.std().item():.4g}, transformers {expected.std().item():.4g}"
+    compare_init(__import__(type(ours).__module__), config, tmp_path, name)
 
 
 def test_checkpoint_is_loaded_strictly(pair, tmp_path):

@@ -45,7 +45,7 @@ def finish(p: Planner, title: str, layers_expr: str) -> None:
         "custom_init": custom_init(p),
         "init_std": p.init.std,
         "init_doc": init_doc(p),
-        "residual_scaled": p.init.residual_scaled,
+        "residual_scaled": repr(p.init.residual_scaled) if p.init.residual_scaled else None,
         "rope_switch": p.rope_switch,
     }
 
@@ -66,7 +66,8 @@ def init_doc(p: Planner) -> str:
     drawn = ["matrices", "embeddings"] + [{"sinks": "attention sinks", "router_bias": "router biases"}[n] for n in sorted(init.normal)]
     text = f"Fresh random weights: normal(0, std) {', '.join(drawn[:-1])} and {drawn[-1]}"
     if init.residual_scaled:
-        text += "; o_proj and down_proj, which end on the residual stream, normal(0, std / √(2 · layers))"
+        names = " and ".join(n.rpartition(".")[2] for n in init.residual_scaled)
+        text += f"; {names}, which end on the residual stream, normal(0, std / √(2 · layers))"
     text += "; zero biases, norms at identity"
     family = p.plan.checkpoint.get("family")
     if family:

@@ -400,7 +400,9 @@ class Init:
     init_weights() of the generated module repeats it. Norms start at identity, biases at zero."""
 
     std: float = 0.02  # initializer_range: every matrix and embedding is drawn from normal(0, std)
-    residual_scaled: bool = False  # GPT-2: o_proj and down_proj from normal(0, std / √(2 · layers))
+    # the projections drawn from normal(0, std / √(2 · layers)), GPT-2's scheme for what ends on the
+    # residual stream: module names ("self_attn.o_proj", "mlp.down_proj")
+    residual_scaled: tuple[str, ...] = ()
     normal: frozenset[str] = frozenset()  # drawn from normal(0, std) instead of zeros: "sinks", "router_bias"
 
 

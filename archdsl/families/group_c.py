@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..checkpoints import LLAMA, Naming, Rule, _per_expert
 from .common import AttentionBias, FirstDense, HeadDim, RopeKeys, SlidingLayers, from_layer, swiglu
-from .engine import Choice, Config, Const, Consistent, Custom, Derived, Family, Fixed, HFError, Key, Settings, Spec, View, ffn_axis, sliding_axis
+from .engine import Choice, Config, Const, Consistent, Custom, Derived, Family, Fixed, HFError, Init, Key, Settings, Spec, View, ffn_axis, sliding_axis
 from .tables import _gpt2_inner, _gpt2_inner_write, _kv_heads_write, _mla_scale, _same_kv_heads, family, moe, sigmoid_router
 
 # ---------------------------------------------------------------------------------------------
@@ -274,6 +274,7 @@ family(
         naming=GPT_BIGCODE,
         layers_key="n_layer",
         layers_default=12,
+        init=Init(residual_scaled=("self_attn.o_proj", "mlp.down_proj")),  # GPT-2's scheme for c_proj
     )
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..checkpoints import Naming, Rule
 from .common import AttentionBias, RopeKeys, llama_sizes
-from .engine import NOT_ARCHITECTURAL, Choice, Config, Const, Custom, Family, Fixed, Key, Settings, View
+from .engine import Choice, Config, Const, Custom, Family, Fixed, Init, Key, NOT_ARCHITECTURAL, Settings, View
 from .tables import family
 
 NANOCHAT_NAMES = Naming(
@@ -37,6 +37,7 @@ family(
             Key("final_logit_softcapping", "final_softcap", float, default=15.0, write_default=True, none_is_value=True),
         ],
         naming=NANOCHAT_NAMES,
+        init=Init(residual_scaled=("self_attn.o_proj",)),  # its o_proj alone at std / √(2 · layers)
     )
 )
 

@@ -205,7 +205,7 @@ family(
         naming=GPT2,
         layers_key="n_layer",
         layers_default=12,
-        init=Init(residual_scaled=True),
+        init=Init(residual_scaled=("self_attn.o_proj", "mlp.down_proj")),
     )
 )
 
