@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         "then shards every tensor's first dimension as torch.chunk does: experts over dp, all else over\n"
         "dp x ep; rank 0 holds ceil(rows / ranks). Activations are not counted. What parallelize()\n"
         "refuses is an error (exit 1): a size that does not divide what it splits (heads, key/value\n"
-        "heads, FFN widths, vocabulary, experts), tp with attention sinks or xIELU, ep without experts.",
+        "heads, FFN widths, vocabulary, experts), tp with xIELU, ep without experts.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", metavar="SPEC", help="an .arch spec, or a Hugging Face config.json or a directory holding one")

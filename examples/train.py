@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import DTensor
 
 
 def import_module(path: str):
@@ -107,7 +108,9 @@ def main() -> None:
         torch.manual_seed(args.seed)  # the same on every rank: each initialises its part of the same weights
         model.init_weights()
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
+    # without dp, parallelize leaves some parameters plain beside DTensors: foreach kernels take one kind
+    mixed = len({isinstance(p, DTensor) for p in model.parameters()}) > 1
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1, foreach=False if mixed else None)
 
     # Data: every rank draws the same global batch and keeps its own rows.
     generator = torch.Generator().manual_seed(args.seed + 1)

@@ -344,9 +344,8 @@ class MoE(nn.Module):
         self.gate = SoftmaxRouter(config)
         self.experts = Experts(self.n_experts, config.d_model, config.expert_hidden)
         self.dense = GeGLU(config.d_model, config.dense_hidden)  # always on, beside the experts
-        self.split: Callable | None = (
-            None  # set by parallelize() when the experts are split across ranks
-        )
+        # set by parallelize() when the routed experts are split across ranks
+        self.split: Callable | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -457,7 +456,8 @@ class Model(nn.Module):
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> None:
         """Fresh random weights: normal(0, std) matrices and embeddings; zero biases, norms at
-        identity: as transformers initialises a archdsl model (std: its initializer_range).
+        identity: as transformers initialises a archdsl model (std: its default
+        initializer_range).
 
         Kept apart from __init__ so that a model built on the meta device can be materialised
         with `model.to_empty(device=...)` and then initialised (or loaded from a checkpoint).
@@ -488,6 +488,10 @@ class Model(nn.Module):
         """Greedy decoding: the prompts [batch, seq] (of equal length) in one forward pass that
         fills a preallocated KV cache, then one token at a time. Returns the prompts followed by
         `max_new_tokens` new tokens."""
+        if self.mesh is not None:
+            raise ValueError(
+                "generate() runs in one process; this model is parallelized (for training)"
+            )
         if max_new_tokens <= 0:
             return input_ids
         length = input_ids.shape[1] + max_new_tokens
@@ -591,15 +595,18 @@ class Model(nn.Module):
             )
         tensors = self.state_dict(keep_vars=True) if self.mesh is None else whole_tensors(self)
         entries = [(name, place, tensors) for name, place in self.hf_layout().items()]
-        if self.mesh is not None and torch.distributed.get_rank() != 0:
-            for (
-                _,
-                place,
-                _,
-            ) in entries:  # the first rank writes: help it gather each tensor, in its order
-                stored_tensor(place, tensors)
-            torch.distributed.barrier()
-            return
+        if self.mesh is not None:  # the first rank writes; the others help it gather each tensor
+            writer = torch.distributed.get_rank() == 0
+            if writer:
+                pathlib.Path(path).mkdir(
+                    parents=True, exist_ok=True
+                )  # fails here, before any gather
+            if not writer:
+                # in the order the first rank writes them
+                for _, place, _ in entries:
+                    stored_tensor(place, tensors)
+                torch.distributed.barrier()
+                return
         files = write_shards(pathlib.Path(path), entries, max_shard_bytes)
         replace_files(pathlib.Path(path), files)
         if self.mesh is not None:
@@ -1464,9 +1471,12 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
     instead of kept.
 
     Call it on a model built on the meta device, then `model.to_empty(device=...)` and
-    `init_weights()` (with the same seed on every rank) or `load_hf_checkpoint()`, which
-    reads on each rank only the parts it holds. A size that a mesh dimension does not divide
-    is a ValueError, raised before anything is sharded."""
+    `init_weights()` (with the same seed on every rank: each rank draws the whole tensors, one
+    module at a time, and keeps its parts) or `load_hf_checkpoint()`, which reads on each rank
+    only the parts it holds. A size that a mesh dimension does not divide is a ValueError,
+    raised before anything is sharded. The parallelized model is for training (generate()
+    refuses it). Without "dp", some parameters stay plain tensors beside the DTensors: give
+    the optimizer foreach=False (torch's foreach kernels take one kind or the other)."""
     import functools
 
     from torch.distributed.fsdp import fully_shard
@@ -1486,6 +1496,8 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
         raise ValueError(
             f"the mesh's dimensions must be named among dp, tp and ep; this one's are {list(names)}"
         )
+    if model.mesh is not None:
+        raise ValueError("this model is parallelized already")
     problems = mesh_problems(model, sizes)
     if problems:
         raise ValueError("this mesh cannot split the model:\n  " + "\n  ".join(problems))
@@ -1523,16 +1535,20 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
         for layer in model.layers:
             layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)
 
-    data = [n for n in names if n in ("dp", "ep") and sizes[n] > 1]  # the data-parallel dimensions
+    data = [n for n in names if n in ("dp", "ep") and sizes[n] > 1]  # data-parallel, in mesh order
     if data:
         # one dimension of all the data ranks (DeviceMesh._flatten: torchtitan's way to get one)
-        data_mesh = mesh[data[0]] if len(data) == 1 else mesh["dp", "ep"]._flatten("dp_ep")
+        data_mesh = mesh[data[0]] if len(data) == 1 else mesh[tuple(data)]._flatten("data")
         dp = sizes.get("dp", 1)
         # routed experts split over "ep" are the same on the ranks of "tp": FSDP shards them over
         # "tp" too (their gradients there are equal: the sum counts each tp times)
         experts_mesh, experts_ranks = None, dp
         if ep > 1 and tp > 1:
-            experts_mesh = mesh["tp"] if dp == 1 else mesh["dp", "tp"]._flatten("dp_tp")
+            experts_mesh = (
+                mesh["tp"]
+                if dp == 1
+                else mesh[tuple(n for n in names if n in ("dp", "tp"))]._flatten("experts")
+            )
             experts_ranks = dp * tp
         # split experts that FSDP leaves whole (their gradients are whole on their rank)
         unsharded = set(routed) if dp == 1 and experts_mesh is None else None
@@ -1711,12 +1727,19 @@ class WholeTensor(NamedTuple):
 
     tensor: torch.Tensor
     group: object  # the process group the tensor's rows are split across (split_parameter), if any
+    last: dict  # the tensor gathered last, shared: a checkpoint that stores experts one by one reads it again
 
     @property
     def dtype(self) -> torch.dtype:
         return self.tensor.dtype
 
     def detach(self) -> torch.Tensor:
+        if self.last.get("of") is not self.tensor:
+            self.last.clear()  # one whole tensor held at a time
+            self.last.update(of=self.tensor, whole=self.gather())
+        return self.last["whole"]
+
+    def gather(self) -> torch.Tensor:
         from torch.distributed.tensor import DTensor
 
         tensor = (
@@ -1734,11 +1757,11 @@ class WholeTensor(NamedTuple):
 
 def whole_tensors(model: nn.Module) -> dict[str, WholeTensor]:
     """Every tensor of a parallelized model by name, gathered when read (see WholeTensor)."""
-    out = {}
+    out, last = {}, {}
     for name, tensor in model.state_dict(keep_vars=True).items():
         group = None
         owner = model.get_submodule(name.rpartition(".")[0])
         if hasattr(owner, "shard"):  # rows split by parallelize() (split_parameter)
             group = owner.shard[2]
-        out[name] = WholeTensor(tensor, group)
+        out[name] = WholeTensor(tensor, group, last)
     return out

@@ -112,7 +112,8 @@ MESHES = {
     "tp4": (("tp",), (4,)),
     "dp2tp2": (("dp", "tp"), (2, 2)),
 }
-MOE_MESHES = {"dp2ep2": (("dp", "ep"), (2, 2)), "ep4": (("ep",), (4,)), "ep2tp2": (("ep", "tp"), (2, 2))}
+# any order of the dimensions: "ep" before "dp" too
+MOE_MESHES = {"dp2ep2": (("dp", "ep"), (2, 2)), "ep4": (("ep",), (4,)), "ep2tp2": (("ep", "tp"), (2, 2)), "ep2dp2": (("ep", "dp"), (2, 2))}
 CASES = [(m, mesh) for m in SPECS if m not in ("full", "oss") for mesh in MESHES] + [("full", "tp4"), ("oss", "tp4"), ("oss", "dp2ep2")] + [(m, mesh) for m in ("moe", "mla") for mesh in MOE_MESHES]
 CASES.append(("moe", "dp2tp2-checkpointing"))
 CASES.append(("mla_fp8", "dp2tp2"))
@@ -340,3 +341,24 @@ def test_a_mesh_that_does_not_divide_is_refused_before_sharding(setup, model, na
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
         module.parallelize(m, FakeMesh(names, shape))
     assert {n: (type(p), p.shape) for n, p in m.named_parameters()} == before
+
+
+def test_what_a_parallelized_model_refuses(setup, tmp_path):
+    """parallelize() twice; generate() on a parallelized model; MTP modules (not sharded yet)."""
+    import dataclasses
+
+    from helpers import generate
+
+    single, _, _ = setup
+    module = import_path(Path(single["dense"]["module"]))
+    model = module.Model()
+    model.mesh = FakeMesh(("dp",), (2,))  # what parallelize() leaves
+    with pytest.raises(ValueError, match="parallelized already"):
+        module.parallelize(model, FakeMesh(("dp",), (2,)))
+    with pytest.raises(ValueError, match="generate\\(\\) runs in one process"):
+        model.generate(torch.zeros(1, 3, dtype=torch.long), 2)
+    deepseek = generate("deepseek-v3", tmp_path, tiny=True)
+    with torch.device("meta"):
+        mtp = deepseek.Model(dataclasses.replace(deepseek.Config(), build_mtp=True))
+    with pytest.raises(ValueError, match="multi-token-prediction modules are not sharded yet"):
+        deepseek.parallelize(mtp, FakeMesh(("dp",), (2,)))

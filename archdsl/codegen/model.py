@@ -71,7 +71,7 @@ def init_doc(p: Planner) -> str:
     text += "; zero biases, norms at identity"
     family = p.plan.checkpoint.get("family")
     if family:
-        text += f": as transformers initialises a {family} model (std: its initializer_range)"
+        text += f": as transformers initialises a {family} model (std: its default initializer_range)"
     return textwrap.fill(text + ".", width=92, subsequent_indent=" " * 8)
 
 
