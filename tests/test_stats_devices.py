@@ -421,3 +421,35 @@ def test_device_memory_verdict(tmp_path):
 def test_help_documents_devices():
     text = run("stats", "--help").stdout
     assert "--devices" in text and "per_device" in text and "optimizer_bytes" in text and "--device-memory" in text
+
+
+MIXED_QK_NORMS = """
+model mixed_qk "per-head and whole-projection QK norms" {
+  vocab 256; d_model 64; context 64
+  norm rms(eps=1e-6)
+  block a {
+    attention gqa(heads=4, kv_heads=2, head_dim=16, qk_norm)
+    ffn swiglu(hidden=96)
+  }
+  block b extends a {
+    attention { qk_norm full }
+  }
+  layers 2 of (a, b)
+}
+"""
+
+
+def test_mixed_qk_norms_refuse_tensor_parallelism_as_parallelize_does(tmp_path):
+    class Mesh:  # what parallelize() reads before it shards anything
+        mesh_dim_names, shape, ndim = ("tp",), (2,), 1
+
+    model = model_of(tmp_path, MIXED_QK_NORMS)
+    assert per_device(model, dp=2).params > 0
+    with pytest.raises(ShardingError, match="tp=2: tensor parallelism does not split QK norms per head in some layers"):
+        per_device(model, tp=2)
+    assert main(["generate", str(write(tmp_path, MIXED_QK_NORMS)), "-o", str(tmp_path)]) == 0
+    module = import_path(tmp_path / "mixed_qk.py")
+    with torch.device("meta"):
+        built = module.Model()
+    with pytest.raises(ValueError, match="tp=2: tensor parallelism does not split QK norms per head in some layers"):
+        module.parallelize(built, Mesh())
