@@ -937,8 +937,7 @@ def replace_files(directory: pathlib.Path, files: dict[str, pathlib.Path]) -> No
 # Parallelism: parallelize() shards a model across the ranks of a device mesh (torch.distributed).
 
 # How tensor parallelism ("tp") splits each layer: "colwise" splits a projection's outputs
-# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed);
-# "heads" runs a module on this rank's heads with replicated weights.
+# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed).
 TENSOR_PARALLEL_PLAN = {
     "self_attn.q_proj": "colwise",
     "self_attn.k_proj": "colwise",
@@ -977,7 +976,6 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
     from torch.distributed.tensor.parallel import (
         ColwiseParallel,
         RowwiseParallel,
-        SequenceParallel,
         parallelize_module,
     )
     from torch.utils.checkpoint import checkpoint
@@ -999,7 +997,6 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
         styles = {
             "colwise": ColwiseParallel,
             "rowwise": RowwiseParallel,
-            "heads": functools.partial(SequenceParallel, sequence_dim=1, use_local_output=True),
         }
         vocab = {
             "embed_tokens": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),

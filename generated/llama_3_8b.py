@@ -1129,8 +1129,7 @@ def keep_packed(
 # Parallelism: parallelize() shards a model across the ranks of a device mesh (torch.distributed).
 
 # How tensor parallelism ("tp") splits each layer: "colwise" splits a projection's outputs
-# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed);
-# "heads" runs a module on this rank's heads with replicated weights.
+# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed).
 TENSOR_PARALLEL_PLAN = {
     "self_attn.q_proj": "colwise",
     "self_attn.k_proj": "colwise",
@@ -1170,7 +1169,6 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
     from torch.distributed.tensor.parallel import (
         ColwiseParallel,
         RowwiseParallel,
-        SequenceParallel,
         parallelize_module,
     )
     from torch.utils.checkpoint import checkpoint
@@ -1192,7 +1190,6 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
         styles = {
             "colwise": ColwiseParallel,
             "rowwise": RowwiseParallel,
-            "heads": functools.partial(SequenceParallel, sequence_dim=1, use_local_output=True),
         }
         vocab = {
             "embed_tokens": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),

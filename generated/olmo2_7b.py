@@ -1128,9 +1128,8 @@ def keep_packed(
 # Parallelism: parallelize() shards a model across the ranks of a device mesh (torch.distributed).
 
 # How tensor parallelism ("tp") splits each layer: "colwise" splits a projection's outputs
-# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed);
-# "heads" runs a module on this rank's heads with replicated weights, "features" on this
-# rank's part of the projection (the norm's statistics are summed across ranks).
+# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed).
+# "features" runs a norm on this rank's part of a projection (its statistics summed across ranks).
 TENSOR_PARALLEL_PLAN = {
     "self_attn.q_proj": "colwise",
     "self_attn.k_proj": "colwise",
@@ -1194,7 +1193,6 @@ def parallelize(model: Model, mesh, *, activation_checkpointing: bool = False) -
         styles = {
             "colwise": ColwiseParallel,
             "rowwise": RowwiseParallel,
-            "heads": functools.partial(SequenceParallel, sequence_dim=1, use_local_output=True),
             "features": functools.partial(SequenceParallel, sequence_dim=-1, use_local_output=True),
         }
         vocab = {

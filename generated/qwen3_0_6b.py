@@ -1160,8 +1160,8 @@ def keep_packed(
 # Parallelism: parallelize() shards a model across the ranks of a device mesh (torch.distributed).
 
 # How tensor parallelism ("tp") splits each layer: "colwise" splits a projection's outputs
-# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed);
-# "heads" runs a module on this rank's heads with replicated weights.
+# (whole heads, hidden units), "rowwise" its inputs (each rank's partial results are summed).
+# "heads" runs a module on this rank's heads, with its weights replicated.
 TENSOR_PARALLEL_PLAN = {
     "self_attn.q_proj": "colwise",
     "self_attn.k_proj": "colwise",
