@@ -486,9 +486,6 @@ def check_mesh(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1) -> None:
         if n % size:
             raise ShardingError(f"{dim}={size} does not divide the {n} {what}")
 
-    qk_norms = {"full" if a.qk_norm == "full" else "per head" for a in (model.kinds[k].attention for k in model.used_kinds) if not isinstance(a, ir.Mla) and a.qk_norm in ("per_head", "per_head_after_rope", "full")}
-    if tp > 1 and len(qk_norms) > 1:
-        raise ShardingError(f"tp={tp}: tensor parallelism does not split QK norms per head in some layers and over all heads in others yet")
     for kind in model.used_kinds:
         block = model.kinds[kind]
         att, ffn = block.attention, block.ffn
@@ -517,6 +514,9 @@ def check_mesh(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1) -> None:
         need(tp, "tp", model.vocab, "vocabulary entries (embedding and output head rows)")
     if ep > 1 and not any(isinstance(model.kinds[kind].ffn, ir.Moe) for kind in model.used_kinds):
         raise ShardingError(f"ep={ep}: this model has no routed experts to split")
+    qk_norms = {"full" if a.qk_norm == "full" else "per head" for a in (model.kinds[k].attention for k in model.used_kinds) if not isinstance(a, ir.Mla) and a.qk_norm in ("per_head", "per_head_after_rope", "full")}
+    if tp > 1 and len(qk_norms) > 1:
+        raise ShardingError(f"tp={tp}: tensor parallelism does not split QK norms per head in some layers and over all heads in others yet")
 
 
 def held_elements(t: TensorShape, dp: int = 1, tp: int = 1, ep: int = 1) -> int:
