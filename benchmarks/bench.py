@@ -17,7 +17,6 @@ measured side by side, but the absolute numbers move with the load.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from archdsl import ir  # noqa: E402
-from archdsl.codegen import render  # noqa: E402
+from generated_module import import_generated  # noqa: E402
 from archdsl.hf import export_hf, family_of  # noqa: E402
 from archdsl.resolve import load  # noqa: E402
 from archdsl.stats import compute  # noqa: E402
@@ -104,13 +103,7 @@ def build(spec: Path, workdir: Path, dtype: torch.dtype):
     hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config), dtype=dtype).eval()
     hf.generation_config.pad_token_id = 0
     hf.save_pretrained(workdir / "checkpoint")
-    source = render(model, spec.name, spec.read_bytes(), "benchmark", family_of(model)[0])
-    path = workdir / f"{model.name}.py"
-    path.write_text(source)
-    module_spec = importlib.util.spec_from_file_location(model.name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[model.name] = module
-    module_spec.loader.exec_module(module)
+    module = import_generated(model, workdir, model.name, spec.name, spec.read_bytes(), "benchmark", family_of(model)[0])
     with torch.device("meta"):
         ours = module.Model(module.Config())
     ours.load_hf_checkpoint(workdir / "checkpoint")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import sys
@@ -37,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from archdsl.codegen import render  # noqa: E402
+from generated_module import import_generated  # noqa: E402
 from archdsl.hf import export_hf, family_of  # noqa: E402
 from archdsl.resolve import load  # noqa: E402
 from archdsl.stats import compute  # noqa: E402
@@ -50,13 +49,7 @@ PARITY = [("dense", "specs/qwen3-0.6b.arch", "benchmarks/specs/dense-0.5b.arch")
 
 
 def module_of(model, workdir: Path, name: str):
-    path = workdir / f"{name}.py"
-    path.write_text(render(model, name, b"", "gpu_check", family_of(model)[0]))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_generated(model, workdir, name, name, b"", "gpu_check", family_of(model)[0])
 
 
 def pair(model, workdir: Path, name: str, device: str, dtype: torch.dtype):

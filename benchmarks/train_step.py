@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib.util
 import json
 import math
 import statistics
@@ -47,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from archdsl import ir  # noqa: E402
-from archdsl.codegen import render  # noqa: E402
+from generated_module import import_generated  # noqa: E402
 from archdsl.hf import export_hf, family_of  # noqa: E402
 from archdsl.resolve import load  # noqa: E402
 from archdsl.stats import compute  # noqa: E402
@@ -161,12 +160,7 @@ def build(model: ir.Model, spec: Path, workdir: Path, attn: str):
         print(f"attn_implementation={attn} refused ({str(error)[:80]}...): using eager")
         hf = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
     hf.save_pretrained(workdir / "checkpoint")
-    path = workdir / f"{model.name}.py"
-    path.write_text(render(model, spec.name, spec.read_bytes(), "benchmarks/train_step.py", model.hf))
-    module_spec = importlib.util.spec_from_file_location(model.name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[model.name] = module
-    module_spec.loader.exec_module(module)
+    module = import_generated(model, workdir, model.name, spec.name, spec.read_bytes(), "benchmarks/train_step.py", model.hf)
     with torch.device("meta"):
         ours = module.Model(module.Config())
     ours.load_hf_checkpoint(workdir / "checkpoint", dtype=torch.float32)

@@ -1622,14 +1622,6 @@ class Part(NamedTuple):
     def device(self) -> torch.device:
         return self.local.device
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.local.dtype
-
-    @property
-    def is_meta(self) -> bool:
-        return self.local.is_meta
-
     def __len__(self) -> int:
         return self.shape[0]
 
