@@ -199,8 +199,13 @@ def diff(a: ir.Model, b: ir.Model, context: int | None = None, dtype: str = "bf1
         StatRow("embedding parameters", sa.embedding_params, sb.embedding_params),
         StatRow(f"KV cache per token ({dtype})", sa.kv_cache_bytes_per_token, sb.kv_cache_bytes_per_token),
         StatRow(f"KV cache at {context:,} tokens", sa.kv_cache_bytes, sb.kv_cache_bytes),
-        StatRow(f"FLOPs per token at {context:,}", sa.flops_per_token, sb.flops_per_token),
     ]
+    if sa.state_bytes or sb.state_bytes:  # linear attention: a state of fixed size per sequence
+        out.stats += [
+            StatRow("recurrent state (per sequence)", sa.state_bytes, sb.state_bytes),
+            StatRow(f"KV cache + state at {context:,}", sa.cache_bytes, sb.cache_bytes),
+        ]
+    out.stats.append(StatRow(f"FLOPs per token at {context:,}", sa.flops_per_token, sb.flops_per_token))
     if sa.mtp_params or sb.mtp_params:
         out.stats.append(StatRow("MTP parameters", sa.mtp_params, sb.mtp_params))
     return out
@@ -222,7 +227,7 @@ def _human(n: int, unit: str = "") -> str:
 
 
 def _stat_text(row: StatRow) -> tuple[str, str, str]:
-    unit = "B" if row.what.startswith("KV cache") else ""
+    unit = "B" if row.what.startswith(("KV cache", "recurrent state")) else ""
     ratio = "—" if row.ratio is None else f"{row.ratio:.2f}×"
     return _human(row.a, unit), _human(row.b, unit), ratio
 

@@ -27,6 +27,12 @@ SECTIONS = [
     ("Block", "Settings of a `block` kind (also accepted at model level, as defaults for every kind).", [ir.Block]),
     ("Attention", "`attention KIND(...)`; kinds: `mha`, `gqa`, `mqa`.", [ir.Attention]),
     ("Latent attention", "`attention mla(...)`: multi-head latent attention (DeepSeek V2/V3, Kimi K2).", [ir.Mla]),
+    (
+        "Linear attention",
+        "`attention gated_deltanet(...)`: Gated DeltaNet (Qwen3-Next, Qwen3.5), a state of fixed size per head instead of a KV cache. "
+        "Such layers take no RoPE (`rope none`).",
+        [ir.GatedDeltaNet],
+    ),
     ("Attention temperature", "`temperature KIND(...)` inside an attention: `log_steps`, `log_position`.", [ir.LogSteps, ir.LogPosition]),
     ("RoPE", "`rope theta=... scaling=...`, or `rope none`.", [ir.Rope]),
     ("RoPE scaling", "`scaling linear(...)`, `scaling llama3(...)`, `scaling yarn(...)`, `scaling dynamic(...)`, `scaling longrope(...)`.", [ir.LinearScaling, ir.Llama3Scaling, ir.YarnScaling, ir.DynamicScaling, ir.LongRopeScaling]),

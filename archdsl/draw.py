@@ -265,7 +265,13 @@ def _norm_details(norm) -> list[str]:
     return items
 
 
-ATTENTION_NAMES = {"mha": "Multi-head attention", "gqa": "Grouped-query attention", "mqa": "Multi-query attention", "mla": "Multi-head latent attention"}
+ATTENTION_NAMES = {
+    "mha": "Multi-head attention",
+    "gqa": "Grouped-query attention",
+    "mqa": "Multi-query attention",
+    "mla": "Multi-head latent attention",
+    "gated_deltanet": "Gated DeltaNet (linear attention)",
+}
 
 
 def _scale_text(scale: float) -> str:
@@ -283,6 +289,10 @@ def _attention_card(att, d_model: int) -> Card:
         items += [f"qk dim {att.qk_nope_dim} + {att.qk_rope_dim} rope", f"v dim {att.v_dim}"]
         if att.bias:
             items.append("biases")
+        return _card_of("attention", title, items)
+    if isinstance(att, ir.GatedDeltaNet):
+        items += [f"{att.heads} heads", f"{att.key_heads} query/key heads", f"state {att.key_dim} × {att.value_dim} per head"]
+        items += [f"causal conv, {att.conv} taps", "delta rule, gated decay", "gated output norm"]
         return _card_of("attention", title, items)
     items.append(f"{att.heads} heads")
     if att.kind == "gqa":
@@ -307,6 +317,8 @@ def _attention_card(att, d_model: int) -> Card:
     t = att.temperature
     if t is not None:
         items.append("log-step temperature" if t.kind == "log_steps" else f"log-position temperature from {_int(t.length)}")
+    if att.output_gate:
+        items.append("sigmoid output gate per head")
     return _card_of("attention", title, items)
 
 
@@ -592,6 +604,8 @@ def plan(model: ir.Model) -> Plan:
     if s.active_params != s.total_params:
         stats.append(f"{_si(s.active_params)} active per token")
     kv = [f"KV cache {_bytes(s.kv_cache_bytes_per_token)} per token (bf16)", f"{_bytes(s.kv_cache_bytes)} at {_int(s.context)} tokens"]
+    if s.state_bytes:
+        kv.append(f"+ {_bytes(s.state_bytes)} of recurrent state")
     footer = Card("stats", [("title", stats, " · "), ("note", kv, " · ")])
     return Plan(model, header, rows, frame, norms, footer)
 

@@ -122,6 +122,11 @@ class Attention(IR):
     clip_qkv: float | None = setting(None, "queries, keys and values are clamped to [-clip_qkv, clip_qkv] after their projections (and a QK norm over the whole projection) (OLMo, OLMoE, DBRX)", gt=0)
     chunk: int | None = setting(None, "chunked attention: query i attends to keys j <= i in its own chunk of `chunk` tokens (Llama 4)", "tokens", gt=0)
     temperature: "Temperature | None" = setting(None, "attention temperature that grows with the query's position: log_steps (Llama 4's NoPE layers) or log_position (Grok)")
+    output_gate: bool = setting(
+        False,
+        "each head's output is multiplied by the sigmoid of a gate projected beside its query (q_proj is twice as wide, "
+        "query and gate head by head) before the output projection (Qwen3-Next, Qwen3.5)",
+    )
 
     @property
     def groups(self) -> int:
@@ -156,6 +161,8 @@ class Attention(IR):
             raise error(at("kv_heads"), f"heads {self.heads} is not divisible by kv_heads {self.kv_heads}", "each key/value head must serve the same number of query heads")
         if self.window is not None and self.chunk is not None:
             raise error(at("chunk"), "a layer has either a sliding window or attention chunks, not both")
+        if self.output_gate and (self.clip_qkv is not None or self.qk_norm == "full"):
+            raise error(at("output_gate"), "an output gate is not supported together with clip_qkv or a QK norm over the whole projection")
 
     @property
     def rotary_base(self) -> int:
@@ -221,6 +228,69 @@ class Mla(IR):
     clip_qkv: ClassVar[None] = None
     temperature: ClassVar[None] = None
     qk_norm: ClassVar[str] = "none"
+    output_gate: ClassVar[bool] = False
+
+
+class GatedDeltaNet(IR):
+    """Gated DeltaNet (Qwen3-Next, Qwen3.5): linear attention with a fixed-size state per head.
+
+    Each value head keeps a key_dim × value_dim matrix S. At every token S decays by a learned
+    gate, exp(-exp(A_log) · softplus(a + dt_bias)), and takes the delta rule's correction
+    S += β · k ⊗ (v - Sᵀk) with a write strength β = sigmoid(b); the output is Sᵀq. Queries,
+    keys and values first pass a short causal depthwise convolution (`conv` taps, then SiLU);
+    queries and keys are L2-normalised (queries also scaled by key_dim ** -0.5); each head's
+    output is RMS-normalised and multiplied by SiLU of a gate projected from the input (z).
+    The state does not grow with the context. Prompts run in chunks (the parallel form),
+    decoding one token at a time (the recurrent form); both compute the same outputs."""
+
+    kind: Literal["gated_deltanet"]
+    heads: int = setting(..., "value heads, each with its own state", gt=0)
+    key_heads: int = setting(None, "query/key heads; the value heads are split evenly among them", gt=0, default_doc="heads")
+    key_dim: int = setting(..., "query/key features per head", "features", gt=0)
+    value_dim: int = setting(None, "value features per head", "features", gt=0, default_doc="key_dim")
+    conv: int = setting(4, "taps of the causal depthwise convolution over queries, keys and values", "tokens", gt=0)
+    norm_eps: float = setting(1e-6, "eps of the RMS norm on each head's output", gt=0)
+
+    @classmethod
+    def derive(cls, values, ctx, at):
+        if "key_heads" not in values and "heads" in values:
+            values["key_heads"] = values["heads"]
+        if "value_dim" not in values and "key_dim" in values:
+            values["value_dim"] = values["key_dim"]
+        return values
+
+    def check(self, ctx, at):
+        if self.heads % self.key_heads:
+            raise error(at("key_heads"), f"heads {self.heads} is not divisible by key_heads {self.key_heads}", "each query/key head must serve the same number of value heads")
+
+    @property
+    def groups(self) -> int:
+        """Value heads per query/key head."""
+        return self.heads // self.key_heads
+
+    @property
+    def query_scale(self) -> float:
+        return self.key_dim**-0.5
+
+    @property
+    def conv_channels(self) -> int:
+        """Features the convolution mixes: the queries, keys and values of every head."""
+        return 2 * self.key_heads * self.key_dim + self.heads * self.value_dim
+
+    window: ClassVar[None] = None
+    chunk: ClassVar[None] = None
+    softcap: ClassVar[None] = None
+    sinks: ClassVar[bool] = False
+    clip_qkv: ClassVar[None] = None
+    temperature: ClassVar[None] = None
+    qk_norm: ClassVar[str] = "none"
+    output_gate: ClassVar[bool] = False
+    bias: ClassVar[tuple] = ()
+
+
+def is_softmax(mixer) -> bool:
+    """Whether a layer's token mixer is softmax attention (it keeps keys and values per token)."""
+    return isinstance(mixer, (Attention, Mla))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,7 +642,9 @@ class Block(IR):
         "Cohere, Phi); parallel_separate `x + attn(norm1(x)) + ffn(norm2(x))`, each with its own norm (GPT-NeoX, Falcon)",
     )
     residual_scale: float = setting(1.0, "each sublayer's output is multiplied by this before it joins the residual (Granite's residual_multiplier)", gt=0)
-    attention: Annotated[Union[Attention, Mla], Field(discriminator="kind")] = setting(..., "the attention sublayer: mha, gqa, mqa or mla")
+    attention: Annotated[Union[Attention, Mla, GatedDeltaNet], Field(discriminator="kind")] = setting(
+        ..., "the token mixer: softmax attention (mha, gqa, mqa or mla) or linear attention (gated_deltanet)"
+    )
     rope: Rope | None = setting(None, "rotary positions; `rope none` or no rope at all means no positions in this layer (NoPE)")
     ffn: Ffn = setting(..., "the feed-forward sublayer: mlp, swiglu, geglu or moe")
 
@@ -584,6 +656,12 @@ class Block(IR):
         return values
 
     def check(self, ctx, at):
+        if self.rope is not None and not is_softmax(self.attention):
+            raise error(
+                at("rope"),
+                f"{self.attention.kind} layers take no positions: their convolution and recurrence see the tokens in order",
+                "write `rope none` in this block (or set rope only in the attention blocks)",
+            )
         if self.rope is not None:
             base = self.attention.rotary_base
             rotary = self.rope.rotary_dim(base)

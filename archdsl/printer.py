@@ -64,6 +64,8 @@ def _derived_default(owner: BaseModel, key: str, value: Any, d_model: int) -> bo
             return True
         if key == "query_scale" and math.isclose(value, owner.head_dim**-0.5, rel_tol=0, abs_tol=0):
             return True
+    if isinstance(owner, ir.GatedDeltaNet):
+        return (key == "key_heads" and value == owner.heads) or (key == "value_dim" and value == owner.key_dim)
     return False
 
 

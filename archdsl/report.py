@@ -53,6 +53,8 @@ def _variants(model: ir.Model, part) -> list[tuple[object, int]]:
 
 
 def _attention(att) -> str:
+    if isinstance(att, ir.GatedDeltaNet):
+        return f"Gated DeltaNet {att.heads} heads / {att.key_heads} QK, state {att.key_dim}×{att.value_dim}, conv {att.conv}"
     if isinstance(att, ir.Mla):
         q = f"q rank {_int(att.q_rank)}, " if att.q_rank else ""
         return f"MLA {att.heads} heads, {q}kv rank {_int(att.kv_rank)}"
@@ -73,6 +75,8 @@ def _attention(att) -> str:
         extras.append("sinks")
     if att.temperature is not None:
         extras.append("temperature")
+    if att.output_gate:
+        extras.append("output gate")
     return ", ".join([text] + extras)
 
 
@@ -112,7 +116,8 @@ def _kv(model: ir.Model, context: int) -> str:
     if context > model.context:
         return f"<small>beyond its context of {_int(model.context)}</small>"
     s = compute(model, context=context)
-    return f"{escape(_bytes(s.kv_cache_bytes / context))}&nbsp;/&nbsp;token<br><small>{escape(_bytes(s.kv_cache_bytes))} in all</small>"
+    state = f" + {escape(_bytes(s.state_bytes))} of state" if s.state_bytes else ""
+    return f"{escape(_bytes(s.kv_cache_bytes / context))}&nbsp;/&nbsp;token<br><small>{escape(_bytes(s.kv_cache_bytes))} in all{state}</small>"
 
 
 def _anchors(models: list[tuple[str, ir.Model]]) -> list[str]:

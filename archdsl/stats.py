@@ -5,7 +5,8 @@ every spec (tests check it), so these formulas are also a description of the gen
 
 Definitions
 - total_params: every parameter, tied matrices counted once; `components` splits it into
-  embedding, positions, attention (with QK norms, sinks, MLA's latent norms), dense_ffn (dense
+  embedding, positions, attention (with QK norms, sinks, MLA's latent norms), linear_attention
+  (the linear-attention layers' token mixers: Gated DeltaNet), dense_ffn (dense
   MLPs, and Grok's always-on MLP beside the experts), routed_experts, shared_experts, routers,
   norms (the blocks' and the final one) and head. Router load-balancing biases are buffers,
   not parameters, and are not counted.
@@ -13,14 +14,24 @@ Definitions
 - embedding_params: the token embedding matrix (learned positions are counted separately).
 - mtp_params: the multi-token-prediction modules, counted in neither total nor active.
 - kv_cache_bytes_per_token: bytes one more token adds to the cache, summed over layers
-  (a key and a value of kv_heads · head_dim features each; MLA: kv_rank + qk_rope_dim).
+  (a key and a value of kv_heads · head_dim features each; MLA: kv_rank + qk_rope_dim; linear
+  attention layers add nothing).
 - kv_cache_bytes: the cache at `context` tokens; sliding-window and chunked layers keep at
   most `window` / `chunk` tokens.
+- state_bytes: the recurrent state of one sequence, summed over the linear-attention layers;
+  it does not grow with the context. Gated DeltaNet keeps the last conv - 1 inputs of its
+  convolution (in the cache dtype) and a key_dim × value_dim matrix per head (float32, at
+  every --dtype: it accumulates over the whole sequence).
+- cache_bytes: kv_cache_bytes + state_bytes, what generation keeps for one sequence of
+  `context` tokens.
 - flops_per_token: forward FLOPs of the last token of a `context`-token sequence (a decode
   step): 2 · (active matmul parameters: projections, router, chosen and shared experts, output
   head) + per layer (score and value FLOPs per key) · visible keys, where a key costs
   4 · heads · head_dim (MLA: 2 · heads · (qk_nope_dim + qk_rope_dim + v_dim)) and visible keys
-  are min(context, window) on window layers, (context - 1) mod chunk + 1 on chunked layers.
+  are min(context, window) on window layers, (context - 1) mod chunk + 1 on chunked layers;
+  + per linear-attention layer the recurrent step, the same at every context (Gated DeltaNet:
+  the convolution, 2 · conv per channel, and per head 7 · key_dim · value_dim to decay the
+  state, read it with the key, write the correction and read it with the query).
 """
 
 from __future__ import annotations
@@ -45,13 +56,17 @@ def norm_params(norm: ir.RMSNorm | ir.LayerNorm, dim: int) -> int:
     return dim
 
 
-def attention_params(att: ir.Attention | ir.Mla, d_model: int, norm) -> int:
+def attention_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: int, norm) -> int:
+    """The token mixer's parameters (the attention sublayer, whatever its kind)."""
     if isinstance(att, ir.Mla):
         return mla_params(att, d_model)
+    if isinstance(att, ir.GatedDeltaNet):
+        return deltanet_params(att, d_model)
     q_out = att.heads * att.head_dim
     kv_out = att.kv_heads * att.head_dim
-    n = d_model * q_out + 2 * d_model * kv_out + q_out * d_model
-    n += sum({"q": q_out, "k": kv_out, "v": kv_out, "o": d_model}[p] for p in att.bias)
+    q_rows = 2 * q_out if att.output_gate else q_out  # output gates are projected beside the queries
+    n = d_model * q_rows + 2 * d_model * kv_out + q_out * d_model
+    n += sum({"q": q_rows, "k": kv_out, "v": kv_out, "o": d_model}[p] for p in att.bias)
     if att.qk_norm in ("per_head", "per_head_after_rope"):
         n += 2 * norm_params(norm, att.head_dim)
     elif att.qk_norm == "full":
@@ -75,18 +90,32 @@ def mla_params(att: ir.Mla, d_model: int) -> int:
     return q + kv + o
 
 
-def attention_matmul_params(att: ir.Attention | ir.Mla, d_model: int) -> int:
+def deltanet_params(att: ir.GatedDeltaNet, d_model: int) -> int:
+    """Gated DeltaNet: q, k, v and z (gate) projections, b and a (one per head each), the
+    depthwise convolution, dt_bias and A_log per head, the output norm and projection."""
+    keys, values = att.key_heads * att.key_dim, att.heads * att.value_dim
+    projections = d_model * (2 * keys + 2 * values + 2 * att.heads) + values * d_model
+    return projections + att.conv_channels * att.conv + 2 * att.heads + att.value_dim
+
+
+def attention_matmul_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: int) -> int:
     """Weights of the projections (what a token multiplies by)."""
+    if isinstance(att, ir.GatedDeltaNet):
+        keys, values = att.key_heads * att.key_dim, att.heads * att.value_dim
+        return d_model * (2 * keys + 2 * values + 2 * att.heads) + values * d_model
     if isinstance(att, ir.Mla):
         qk = att.qk_nope_dim + att.qk_rope_dim
         q = d_model * att.heads * qk if att.q_rank is None else d_model * att.q_rank + att.q_rank * att.heads * qk
         kv = d_model * (att.kv_rank + att.qk_rope_dim) + att.kv_rank * att.heads * (att.qk_nope_dim + att.v_dim)
         return q + kv + att.heads * att.v_dim * d_model
-    return d_model * att.head_dim * (2 * att.heads + 2 * att.kv_heads)
+    gate = att.heads * att.head_dim if att.output_gate else 0
+    return d_model * (att.head_dim * (2 * att.heads + 2 * att.kv_heads) + gate)
 
 
-def attention_flops_per_key(att: ir.Attention | ir.Mla) -> int:
+def attention_flops_per_key(att: ir.Attention | ir.Mla | ir.GatedDeltaNet) -> int:
     """FLOPs one query spends on one visible key: its score and its share of the weighted values."""
+    if isinstance(att, ir.GatedDeltaNet):
+        return 0  # it reads its state, not the keys
     if isinstance(att, ir.Mla):
         return 2 * att.heads * (att.qk_nope_dim + att.qk_rope_dim + att.v_dim)
     return 4 * att.heads * att.head_dim
@@ -154,8 +183,27 @@ def block_norm_params(block: ir.Block, d_model: int) -> int:
     return NORMS_PER_BLOCK[block.norms] * norm_params(block.norm, d_model)
 
 
-def kv_features(att: ir.Attention | ir.Mla) -> int:
+def recurrent_flops(att) -> int:
+    """FLOPs of a linear-attention layer's recurrent step outside its projections, the same at
+    every context (0 for softmax attention, whose cost is per visible key)."""
+    if isinstance(att, ir.GatedDeltaNet):
+        return 2 * att.conv * att.conv_channels + 7 * att.heads * att.key_dim * att.value_dim
+    return 0
+
+
+def state_bytes(att, bytes_per: int) -> int:
+    """Bytes of one sequence's recurrent state in a layer (0 for softmax attention): Gated
+    DeltaNet's last conv - 1 convolution inputs, at the cache dtype, and its float32 state
+    matrices."""
+    if isinstance(att, ir.GatedDeltaNet):
+        return (att.conv - 1) * att.conv_channels * bytes_per + 4 * att.heads * att.key_dim * att.value_dim
+    return 0
+
+
+def kv_features(att: ir.Attention | ir.Mla | ir.GatedDeltaNet) -> int:
     """Features one token stores per layer: its keys and values, or MLA's latent and shared rope key."""
+    if isinstance(att, ir.GatedDeltaNet):
+        return 0
     if isinstance(att, ir.Mla):
         return att.kv_rank + att.qk_rope_dim
     return 2 * att.kv_heads * att.head_dim
@@ -202,6 +250,8 @@ class Stats:
     per_layer: list[LayerStats]
     kv_cache_bytes_per_token: int
     kv_cache_bytes: int
+    state_bytes: int
+    cache_bytes: int
     flops_per_token: int
     context: int
     dtype: str
@@ -245,10 +295,12 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     mtp = model.mtp * mtp_module_params(model, per_kind[model.layer_kinds[-1]].total)
     active = embedding + positions + head + final_norm + layers_active
 
+    softmax = [k for k in per_kind if ir.is_softmax(model.kinds[k].attention)]
     components = {
         "embedding": embedding,
         "positions": positions,
-        "attention": sum(counts[k] * per_kind[k].attention for k in per_kind),
+        "attention": sum(counts[k] * per_kind[k].attention for k in softmax),
+        "linear_attention": sum(counts[k] * per_kind[k].attention for k in per_kind if k not in softmax),
         **{name: 0 for name in ("dense_ffn", "routed_experts", "shared_experts", "routers")},
         "norms": sum(counts[k] * per_kind[k].norms for k in per_kind) + final_norm,
         "head": head,
@@ -260,6 +312,7 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     bytes_per = DTYPE_BYTES[dtype]
     kv_per_token = 0
     kv_total = 0
+    state = 0
     flops = 2 * model.vocab * model.d_model  # the output head
     for kind in per_kind:
         block = model.kinds[kind]
@@ -268,8 +321,9 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         per_token = kv_features(att) * bytes_per
         kv_per_token += n * per_token
         kv_total += n * per_token * cached_tokens(att, context)
+        state += n * state_bytes(att, bytes_per)
         matmul = attention_matmul_params(att, model.d_model) + ffn_matmul_params(block.ffn, model.d_model)
-        flops += n * (2 * matmul + attention_flops_per_key(att) * visible_keys(att, context))
+        flops += n * (2 * matmul + attention_flops_per_key(att) * visible_keys(att, context) + recurrent_flops(att))
     return Stats(
         total_params=total,
         active_params=active,
@@ -281,6 +335,8 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         per_layer=per_layer,
         kv_cache_bytes_per_token=kv_per_token,
         kv_cache_bytes=kv_total,
+        state_bytes=state,
+        cache_bytes=kv_total + state,
         flops_per_token=flops,
         context=context,
         dtype=dtype,
@@ -371,8 +427,20 @@ def _gated_mlp(name: str, d_model: int, hidden: int, bias: bool) -> list[TensorS
     )
 
 
-def attention_tensors(att: ir.Attention | ir.Mla, d_model: int, norm) -> list[TensorShape]:
-    """The attention sublayer's parameters (under `self_attn.`); their sum is attention_params."""
+def attention_tensors(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: int, norm) -> list[TensorShape]:
+    """The token mixer's parameters (under `self_attn.`, or `linear_attn.` for linear attention);
+    their sum is attention_params."""
+    if isinstance(att, ir.GatedDeltaNet):
+        p = "linear_attn"
+        keys, values = att.key_heads * att.key_dim, att.heads * att.value_dim
+        out = [TensorShape(f"{p}.{name}_proj.weight", (rows, d_model)) for name, rows in (("q", keys), ("k", keys), ("v", values), ("z", values), ("b", att.heads), ("a", att.heads))]
+        return out + [
+            TensorShape(f"{p}.conv1d.weight", (att.conv_channels, 1, att.conv)),
+            TensorShape(f"{p}.dt_bias", (att.heads,)),
+            TensorShape(f"{p}.A_log", (att.heads,)),
+            TensorShape(f"{p}.norm.weight", (att.value_dim,)),
+            TensorShape(f"{p}.out_proj.weight", (d_model, values)),
+        ]
     p = "self_attn"
     if isinstance(att, ir.Mla):
         qk = att.qk_nope_dim + att.qk_rope_dim
@@ -388,8 +456,9 @@ def attention_tensors(att: ir.Attention | ir.Mla, d_model: int, norm) -> list[Te
         out += _linear(f"{p}.o_proj", d_model, att.heads * att.v_dim, att.bias, "row")
         return out
     q_out, kv_out = att.heads * att.head_dim, att.kv_heads * att.head_dim
+    gates = q_out if att.output_gate else 0  # projected beside the queries, head by head
     out = (
-        _linear(f"{p}.q_proj", q_out, d_model, "q" in att.bias, "col")
+        _linear(f"{p}.q_proj", q_out + gates, d_model, "q" in att.bias, "col")
         + _linear(f"{p}.k_proj", kv_out, d_model, "k" in att.bias, "col")
         + _linear(f"{p}.v_proj", kv_out, d_model, "v" in att.bias, "col")
         + _linear(f"{p}.o_proj", d_model, q_out, "o" in att.bias, "row")
@@ -491,6 +560,8 @@ def check_mesh(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1) -> None:
         att, ffn = block.attention, block.ffn
         where = f"of layer kind {kind}"
         if tp > 1:
+            if isinstance(att, ir.GatedDeltaNet):
+                raise ShardingError(f"tp={tp}: the gated_deltanet layers {where} are not split by tensor parallelism yet (dp and ep are)")
             if isinstance(att, ir.Mla):
                 need(tp, "tp", att.heads, f"attention heads {where}")
             else:

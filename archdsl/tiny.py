@@ -9,6 +9,8 @@ keep following it (an embedding scale of sqrt(d_model), a query scale of head_di
 other constants (RoPE theta and scaling, eps, softcaps, explicit query scales) are kept.
 
 MLA ranks become q_rank 32, kv_rank 16, qk_nope_dim 16, qk_rope_dim 8, v_dim 16 (4 heads).
+Gated DeltaNet keeps its value heads per query/key head (at most 2 query/key heads), with
+16 key features per head and values in the same ratio; its convolution keeps its taps.
 A MoE keeps top_k, its shared experts and its router, with at most 16 experts: DESIGN asks for
 at most 8, but top-8 models (DeepSeek, Qwen3, GLM) would then route every token to every
 expert, and the routing would go untested; expert groups keep at least 2 experts each.
@@ -73,6 +75,13 @@ def _mla(a: ir.Mla) -> ir.Mla:
     )
 
 
+def _deltanet(a: ir.GatedDeltaNet) -> ir.GatedDeltaNet:
+    key_heads = min(a.key_heads, 2)
+    return a.model_copy(
+        update={"heads": key_heads * a.groups, "key_heads": key_heads, "key_dim": HEAD_DIM, "value_dim": max(8, round(HEAD_DIM * a.value_dim / a.key_dim / 8) * 8)}
+    )
+
+
 def _temperature(t):
     if isinstance(t, ir.LogSteps):
         return t.model_copy(update={"floor_scale": min(t.floor_scale, 4)})
@@ -122,6 +131,8 @@ def _block(b: ir.Block, full_d_model: int, d_model: int) -> ir.Block:
         attention = _mla(b.attention)
         explicit = not math.isclose(b.attention.query_scale, ir.mla_default_scale(b.attention, b.rope), rel_tol=1e-12)
         attention = attention.model_copy(update={"query_scale": b.attention.query_scale if explicit else ir.mla_default_scale(attention, b.rope)})
+    elif isinstance(b.attention, ir.GatedDeltaNet):
+        attention = _deltanet(b.attention)
     else:
         attention = _attention(b.attention)
     return b.model_copy(update={"attention": attention, "ffn": _ffn(b.ffn, full_d_model, d_model)})

@@ -48,6 +48,10 @@ SIZES = {
     "n_heads": 4,
     "n_layers": 4,
     "max_seq_len": 256,
+    "linear_num_value_heads": 4,
+    "linear_num_key_heads": 2,
+    "linear_key_head_dim": 16,
+    "linear_value_head_dim": 16,
 }
 # Lists transformers derives from other keys when they are absent.
 DERIVED = ("layer_types", "no_rope_layers", "moe_layers", "mlp_layer_types")
@@ -138,6 +142,13 @@ VARIANTS: dict[str, dict[str, dict]] = {
     # dynamic NTK: the base grows past max_position_embeddings (8: the tests' sequences pass it)
     "llama": {"dynamic": {"max_position_embeddings": 8, "rope_parameters": {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}}},
     "hunyuan_v1_dense": {"ntk_alpha": {"rope_parameters": {"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}}},
+    # hybrids: every other layer full attention, a bias on it, GQA in the linear layers' key heads
+    # (4 value heads over 2 query/key heads by default, here 1), as published configs write them
+    "qwen3_next": {"interleaved": {"full_attention_interval": 2, "attention_bias": True, "linear_num_key_heads": 1, "mlp_only_layers": [0]}},
+    "qwen3_5_text": {
+        "published_keys": {"attn_output_gate": True, "mamba_ssm_dtype": "float32", "mtp_num_hidden_layers": 1, "mtp_use_dedicated_embeddings": False,
+                           "rope_parameters": {"mrope_interleaved": True, "mrope_section": [2, 1, 1], "rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.5}},
+    },
 }
 
 

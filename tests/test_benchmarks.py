@@ -46,3 +46,22 @@ def test_roofline_counts_every_matmul():
     peak, bandwidth = 1e20, 1e9  # memory-bound: bytes / bandwidth
     expected = 4 * ((64 * 128 + 10 * (64 + 128)) + (128 * 32 + 10 * (128 + 32))) / bandwidth
     assert abs(roofline_seconds(model, ids, peak, bandwidth) - expected) < 1e-12
+
+
+def test_decode_context_runs(tmp_path):
+    """benchmarks/decode_context.py at small sizes: both models decode, their caches hold what stats says."""
+    out = tmp_path / "decode.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "decode_context.py"), "--contexts", "32", "128", "--steps", "2", "--warmup", "1", "--layers", "4", "--out", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [r["context"] for r in report["rows"]] == [32, 128]
+    for row in report["rows"]:
+        assert all(row[k]["tokens_per_s"] > 0 for k in ("hybrid", "attention-only", "linear-only"))
+    # the hybrid's cache grows by its one full-attention layer only, the attention twin's by all
+    # four, the linear twin's not at all
+    growth = {k: report["rows"][1][k]["cache_bytes"] - report["rows"][0][k]["cache_bytes"] for k in ("hybrid", "attention-only", "linear-only")}
+    assert growth["attention-only"] == 4 * growth["hybrid"] > 0 == growth["linear-only"]
+    assert out.with_suffix(".md").exists()

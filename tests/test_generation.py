@@ -69,12 +69,13 @@ def test_generate_extends_greedily(name, modules):
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("dtype, label", [(torch.float32, "fp32"), (torch.bfloat16, "bf16")])
 def test_cache_bytes_are_the_stats(name, dtype, label, modules):
-    """The cache allocated for a context holds the bytes `archdsl stats` predicts at that context."""
+    """The cache allocated for a context holds the bytes `archdsl stats` predicts at that context
+    (keys and values, and the recurrent state of linear-attention layers)."""
     m = modules[name]
     small = tiny(load_model(name)) if name in SPECS else load_model(name)
     for length in (3, 12, 40):
         cache = m.KVCache(m.Config(), 1, length, dtype=dtype)
-        assert cache.nbytes() == compute(small, context=length, dtype=label).kv_cache_bytes
+        assert cache.nbytes() == compute(small, context=length, dtype=label).cache_bytes
 
 
 def test_window_layers_do_not_grow_with_the_context(modules):

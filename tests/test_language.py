@@ -84,7 +84,7 @@ CASES = [
     ("model needs", f"model {MARK}m {{\n  vocab 10\n  d_model 8\n  context 4\n  block b {{ attention mha(heads=2); ffn mlp(hidden=8) }}\n  layers 1 x b\n}}\n", "the model needs 'norm'", None),
     ("duplicate setting", spec(model=f"  {MARK}vocab 3"), "duplicate setting 'vocab' (first set at line 2, column 3)", None),
     ("duplicate in a kind", spec(block=f"    attention gqa(heads=4, kv_heads=2, {MARK}heads=4)\n    ffn swiglu(hidden=64)"), "duplicate setting 'heads' (first set at line 8, column 19)", None),
-    ("kind needed", spec(block=f"    {MARK}attention {{ heads 4 }}\n    ffn swiglu(hidden=64)"), "'attention' needs a kind: mha, gqa, mqa or mla", "for example: attention mha(...)"),
+    ("kind needed", spec(block=f"    {MARK}attention {{ heads 4 }}\n    ffn swiglu(hidden=64)"), "'attention' needs a kind: mha, gqa, mqa, mla or gated_deltanet", "for example: attention mha(...)"),
     ("unknown kind", spec(block=f"    attention {MARK}gpa(heads=4)\n    ffn swiglu(hidden=64)"), "unknown attention kind 'gpa'", "did you mean 'gqa'?"),
     ("scalar with a body", spec(model=f"  {MARK}final_softcap {{ x 1 }}"), "'final_softcap' takes a value, not a { } block", None),
     ("scalar with key=value", spec(model=f"  final_softcap {MARK}x=1"), "'final_softcap' takes a value, not x=...", "write: final_softcap VALUE"),
@@ -169,6 +169,19 @@ CASES = [
     ("rotary features", spec(block=f"    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)\n    rope {MARK}fraction=0.3"), "rope fraction 0.3 of head_dim 16 gives 4.8 rotary features; it must be a positive even whole number", None),
     ("rms variants", spec(block=f"    {MARK}norm rms(zero_centered)\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "every RMSNorm of a model must agree on zero_centered, weight_fp32 and affine", "set them on the model-level norm only"),
     ("weightless layernorm bias", spec(block=f"    norm layernorm(affine=false, {MARK}bias=true)\n    attention gqa(heads=4, kv_heads=2)\n    ffn swiglu(hidden=64)"), "a layernorm without a weight (affine false) has no bias either", "leave out bias"),
+    ("deltanet heads", spec(block=f"    attention gated_deltanet(heads=4, {MARK}key_heads=3, key_dim=16)\n    ffn swiglu(hidden=64)"), "heads 4 is not divisible by key_heads 3", "each query/key head must serve the same number of value heads"),
+    (
+        "deltanet positions",
+        spec(block=f"    attention gated_deltanet(heads=4, key_dim=16)\n    {MARK}rope theta=10_000\n    ffn swiglu(hidden=64)"),
+        "gated_deltanet layers take no positions: their convolution and recurrence see the tokens in order",
+        "write `rope none` in this block (or set rope only in the attention blocks)",
+    ),
+    (
+        "output gate",
+        spec(block=f"    attention gqa(heads=4, kv_heads=2, clip_qkv=8, {MARK}output_gate)\n    ffn swiglu(hidden=64)"),
+        "an output gate is not supported together with clip_qkv or a QK norm over the whole projection",
+        None,
+    ),
     ("shared gate", spec(block=MOE.format(f"experts=8, top_k=1, hidden=8, {MARK}shared_gate, router=topk_softmax")), "shared_gate is set but there are no shared experts", "set shared N"),
 ]
 

@@ -22,6 +22,12 @@ pytest.importorskip("safetensors")
 CASES = [(s, True) for s in SPECS if family_of(load_model(s))[0] is not None] + [(f, False) for f in FEATURES if family_of(load_model(f))[0] is not None]
 SEQ = 40  # longer than every window of the tiny and feature models (at most 8 tokens)
 RTOL = 1e-5
+# Gradients that sum a term of either sign per token into one number per head, much smaller than
+# the terms (Gated DeltaNet's decay parameters: 1e-4 from terms of 1e-2): float32 rounding of the
+# terms leaves 1e-3 of them uncertain — transformers' own two backward passes differ by up to 1e-4.
+# They are compared at the scale of their module's gradients (the in_proj_ba rows that feed the
+# same decay match to RTOL of their own).
+CANCELLING = ("linear_attn.A_log", "linear_attn.dt_bias")
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])
@@ -101,11 +107,14 @@ def test_loss_and_gradients_match(pair, tmp_path):
         g = theirs[key].grad
         g = torch.zeros_like(mine) if g is None else g
         scale = max(g.abs().max().item(), 1e-12)
+        if key.endswith(CANCELLING):
+            owner = key.rpartition(".")[0] + "."
+            scale = max(t.grad.abs().max().item() for k, t in theirs.items() if k.startswith(owner) and t.grad is not None)
         error = (mine - g).abs().max().item() / scale
         worst = max(worst, (error, key))
         checked += 1
     assert checked == len(theirs)
-    assert worst[0] <= RTOL, f"{name}: gradient of {worst[1]} differs by {worst[0]:.2e} (relative to its largest entry)"
+    assert worst[0] <= RTOL, f"{name}: gradient of {worst[1]} differs by {worst[0]:.2e} (relative to its largest entry, or its module's for CANCELLING)"
 
 
 def test_init_weights_follows_the_family(pair, tmp_path):

@@ -24,10 +24,12 @@ def component(name: str) -> str:
     sub = parts[2]
     if sub == "self_attn":
         return "attention"
+    if sub == "linear_attn":
+        return "linear_attention"
     if sub.endswith("layernorm"):
         return "norms"
     assert sub == "mlp", name
-    return {"experts": "routed_experts", "gate": "routers", "shared_experts": "shared_experts", "dense": "dense_ffn"}.get(parts[3], "dense_ffn")
+    return {"experts": "routed_experts", "gate": "routers", "shared_experts": "shared_experts", "shared_expert_gate": "shared_experts", "dense": "dense_ffn"}.get(parts[3], "dense_ffn")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Attention: its sizes in the Config, and the attention classes (attention.py.j2 for MHA, MQA
-and GQA, mla.py.j2 for multi-head latent attention)."""
+"""Token mixers: their sizes in the Config, and their classes (attention.py.j2 for MHA, MQA and
+GQA, mla.py.j2 for multi-head latent attention, deltanet.py.j2 for Gated DeltaNet)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ def sizes(p: Planner) -> None:
     att = {k: b.attention for k, b in p.blocks.items()}
     gqa = {k: a for k, a in att.items() if isinstance(a, ir.Attention)}
     mla = {k: a for k, a in att.items() if isinstance(a, ir.Mla)}
+    softmax = {**gqa, **mla}
+    deltanet = {k: a for k, a in att.items() if isinstance(a, ir.GatedDeltaNet)}
 
     def field(name, get, comment, among=None):
         among = gqa if among is None else among
         return p.cfg.per_kind(name, {k: (get(a) if k in among else None) for k, a in att.items()}, comment, p.kinds)
 
-    p.heads = field("n_heads", lambda a: a.heads, "query heads", att)
+    p.heads = field("n_heads", lambda a: a.heads, "query heads", softmax)
     p.kv_heads = field("n_kv_heads", lambda a: a.kv_heads if a.kind != "mha" else None, "key/value heads")
     p.head_dim = field("head_dim", lambda a: a.head_dim, "features per attention head")
     p.q_rank = field("q_rank", lambda a: a.q_rank, "MLA: rank of the query bottleneck", mla)
@@ -33,7 +35,7 @@ def sizes(p: Planner) -> None:
         "query_scale",
         lambda a: a.query_scale if isinstance(a, ir.Mla) or not math.isclose(a.query_scale, a.head_dim**-0.5, rel_tol=1e-12) else None,
         "softmax scale of the attention scores",
-        att,
+        softmax,
     )
     p.softcap = field("attn_softcap", lambda a: a.softcap, "attention logits are softcapped to (-c, c)")
     p.clip_qkv = field("clip_qkv", lambda a: a.clip_qkv, "queries, keys and values are clamped to (-c, c)")
@@ -48,6 +50,14 @@ def sizes(p: Planner) -> None:
     p.temperature_length = field(
         "temperature_length", lambda a: a.temperature.length if isinstance(a.temperature, ir.LogPosition) else None, "logits grow as log(position) / log(length) past this position"
     )
+    p.linear_heads = field("linear_heads", lambda a: a.heads, "Gated DeltaNet: value heads, each with its own state", deltanet)
+    p.linear_key_heads = field("linear_key_heads", lambda a: a.key_heads, "Gated DeltaNet: query/key heads", deltanet)
+    p.linear_key_dim = field("linear_key_dim", lambda a: a.key_dim, "Gated DeltaNet: query/key features per head", deltanet)
+    p.linear_value_dim = field("linear_value_dim", lambda a: a.value_dim, "Gated DeltaNet: value features per head", deltanet)
+    p.linear_conv = field("linear_conv", lambda a: a.conv, "Gated DeltaNet: taps of the causal convolution", deltanet)
+    p.linear_norm_eps = field("linear_norm_eps", lambda a: a.norm_eps, "Gated DeltaNet: eps of the output norm", deltanet)
+    if deltanet:
+        p.cfg.add("chunk_size", 64, "Gated DeltaNet: tokens per chunk of the parallel form (prompts); any size computes the same")
 
 
 def classes(p: Planner) -> dict[str, str]:
@@ -61,7 +71,20 @@ def classes(p: Planner) -> dict[str, str]:
         rope = masks.input_mode(p, "rope", k, [k])
         mask = masks.input_mode(p, "mask", k, [k])
         rope_fn = {"interleaved": "apply_rope_interleaved", "half_reversed": "apply_rope_reversed"}.get(b.rope.layout if b.rope is not None else "", "apply_rope")
-        if isinstance(a, ir.Mla):
+        if isinstance(a, ir.GatedDeltaNet):
+            context = {
+                "template": "deltanet.py.j2",
+                "doc": doc(a),
+                "d_model": "config.d_model",
+                "heads": f"config.{p.linear_heads[k]}",
+                "key_heads": f"config.{p.linear_key_heads[k]}",
+                "key_dim": f"config.{p.linear_key_dim[k]}",
+                "value_dim": f"config.{p.linear_value_dim[k]}",
+                "conv": f"config.{p.linear_conv[k]}",
+                "norm_eps": f"config.{p.linear_norm_eps[k]}",
+                "grouped": a.key_heads != a.heads,
+            }
+        elif isinstance(a, ir.Mla):
             context = {
                 "template": "mla.py.j2",
                 "doc": doc(a),
@@ -96,6 +119,7 @@ def classes(p: Planner) -> dict[str, str]:
                 "clip_qkv": f"config.{p.clip_qkv[k]}" if p.clip_qkv[k] else None,
                 "bias": set(a.bias),
                 "qk_norm": a.qk_norm,
+                "output_gate": a.output_gate,
                 "q_norm": norms.ctor(b.norm, "self.head_dim" if a.qk_norm != "full" else f"config.{p.heads[k]} * self.head_dim", p.norm_eps[k]),
                 "k_norm": norms.ctor(b.norm, "self.head_dim" if a.qk_norm != "full" else f"config.{p.kv_heads[k] or p.heads[k]} * self.head_dim", p.norm_eps[k]),
                 "norm_eps": f"config.{p.norm_eps[k]}",
@@ -112,8 +136,14 @@ def classes(p: Planner) -> dict[str, str]:
         rendered.setdefault(key, []).append(k)
         contexts[key] = context
     ctor = {}
+    softmax = [key for key in rendered if contexts[key]["template"] != "deltanet.py.j2"]
+    deltanet = [key for key in rendered if key not in softmax]
     for key, group in rendered.items():
-        name = p.class_name("Attention" if len(rendered) == 1 else f"{camel(group[0])}Attention")
+        if key in deltanet:
+            name = p.class_name("GatedDeltaNet" if len(deltanet) == 1 else f"{camel(group[0])}GatedDeltaNet")
+            contexts[key]["first"] = key == deltanet[0]  # the first one brings the functions they share
+        else:
+            name = p.class_name("Attention" if len(softmax) == 1 else f"{camel(group[0])}Attention")
         # a class shared by kinds with and without an input must accept None for it
         context = dict(contexts[key], name=name)
         if context["template"] == "attention.py.j2":
@@ -125,8 +155,11 @@ def classes(p: Planner) -> dict[str, str]:
     return ctor
 
 
-def doc(a: ir.Attention | ir.Mla) -> str:
+def doc(a: ir.Attention | ir.Mla | ir.GatedDeltaNet) -> str:
     """The attention class's docstring."""
+    if isinstance(a, ir.GatedDeltaNet):
+        shared = f"; {a.groups} value heads per query/key head" if a.groups > 1 else ""
+        return f"Gated DeltaNet (linear attention): {a.heads} heads, each with a {a.key_dim} × {a.value_dim} state in place of a KV cache{shared}."
     if isinstance(a, ir.Mla):
         q = f"queries through a rank-{a.q_rank} bottleneck" if a.q_rank else "queries projected directly"
         return (
@@ -152,6 +185,8 @@ def doc(a: ir.Attention | ir.Mla) -> str:
         extras.append(f"logits softcapped at {a.softcap:g}")
     if a.sinks:
         extras.append("a learned sink logit per head")
+    if a.output_gate:
+        extras.append("each head's output gated by the sigmoid of a projection of the input")
     if isinstance(a.temperature, ir.LogSteps):
         extras.append("queries scaled up with their position (temperature tuning)")
     elif isinstance(a.temperature, ir.LogPosition):

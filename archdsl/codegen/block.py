@@ -3,6 +3,7 @@ layer list of the model (make_block.py.j2 when layer kinds need different block 
 
 from __future__ import annotations
 
+from .. import ir
 from . import norms
 from .plan import Planner, camel, condition, kinds_phrase, layer_types_expr
 
@@ -13,8 +14,10 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
     block_groups: dict[tuple, list[str]] = {}
     for k, b in p.blocks.items():
         ctor = norms.ctor(b.norm, "config.d_model", p.norm_eps[k])
-        block_groups.setdefault((b.norms, ctor), []).append(k)
-    for (placement, ctor), group in block_groups.items():
+        # the token mixer, named as in Hugging Face checkpoints: self_attn, or linear_attn for linear attention
+        mixer = "self_attn" if ir.is_softmax(b.attention) else "linear_attn"
+        block_groups.setdefault((b.norms, ctor, mixer), []).append(k)
+    for (placement, ctor, mixer), group in block_groups.items():
         name = p.class_name("Block" if len(block_groups) == 1 else f"{camel(group[0])}Block")
         modules = []
 
@@ -28,7 +31,7 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
         norm_of = {k: ctor for k in group}
         if placement in ("pre", "sandwich", "parallel", "parallel_separate"):
             module("input_layernorm", norm_of)
-        module("self_attn", attention_ctor)
+        module(mixer, attention_ctor)
         if placement == "parallel_separate":
             module("post_attention_layernorm", norm_of, "the feed-forward's own norm (named as in GPT-NeoX checkpoints)")
         elif placement != "parallel":
@@ -54,6 +57,9 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
                 "takes_layer_type": any(len(m["choices"]) > 1 for m in modules),
                 "kinds": group,
                 "scale": " * self.residual_scale" if scaled else "",
+                "mixer": mixer,
+                # linear attention takes no positions or masks, only its state in the cache
+                "mixer_args": p.plan.layer_args if mixer == "self_attn" else ", cache",
             }
         )
 

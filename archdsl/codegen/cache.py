@@ -1,5 +1,5 @@
-"""The KV cache (cache.py.j2): a cache per layer, sized by the layer kind's window or chunk, or
-holding MLA's latent."""
+"""The KV cache (cache.py.j2): a cache per layer, sized by the layer kind's window or chunk,
+holding MLA's latent, or a linear-attention layer's fixed-size state."""
 
 from __future__ import annotations
 
@@ -9,15 +9,22 @@ from .plan import Planner
 
 def plan(p: Planner) -> None:
     """The KV cache: slots per kind of layer (a ring for windows and chunks), one cache per layer."""
-    att = {k: b.attention for k, b in p.blocks.items()}
+    every = {k: b.attention for k, b in p.blocks.items()}
+    att = {k: a for k, a in every.items() if ir.is_softmax(a)}  # the layers that keep keys per token
     slots, ring, lines = {}, {}, []
     for k, a in att.items():
         bound = f"config.{p.window[k]}" if a.window is not None else (f"config.{p.chunk[k]}" if a.chunk is not None else None)
         slots[k] = "length" if bound is None else f"min(length, {bound})"
         ring[k] = bound is not None
     by_ctor: dict[str, list[str]] = {}
-    for k, a in att.items():
-        if isinstance(a, ir.Mla):
+    for k, a in every.items():
+        if isinstance(a, ir.GatedDeltaNet):
+            channels = f"2 * config.{p.linear_key_heads[k]} * config.{p.linear_key_dim[k]} + config.{p.linear_heads[k]} * config.{p.linear_value_dim[k]}"
+            ctor = (
+                f"DeltaNetCache(batch, {channels}, config.{p.linear_conv[k]}, config.{p.linear_heads[k]}, "
+                f"config.{p.linear_key_dim[k]}, config.{p.linear_value_dim[k]}, device, dtype)"
+            )
+        elif isinstance(a, ir.Mla):
             ctor = f"LatentCache(self, batch, self.slots[kind], config.{p.kv_rank[k]}, config.{p.qk_rope_dim[k]}, device, dtype)"
         else:
             kv = p.kv_heads[k] or p.heads[k]
@@ -32,16 +39,20 @@ def plan(p: Planner) -> None:
                 lines += [f"if {cond}:", f"    return {ctor}"]
             else:
                 lines.append(f"return {ctor}")
-    rings = [k for k in p.kinds if ring[k]]
+    rings = [k for k in att if ring[k]]
     if rings:
         doc = "Layers that see the whole context keep a slot per position; " + ", ".join(rings) + " layers keep a ring as long as their window or chunk, so their memory does not grow with the context."
     else:
         doc = "Every layer keeps a slot per position."
     if any(isinstance(a, ir.Mla) for a in att.values()):
         doc += " MLA layers keep only their latent and rope key."
+    linear = [k for k, a in every.items() if isinstance(a, ir.GatedDeltaNet)]
+    if linear:
+        doc += f" {', '.join(linear)} layers (Gated DeltaNet) keep a state whose size does not depend on the length."
     dict_text = lambda d: "{" + ", ".join(f'"{k}": {v}' for k, v in d.items()) + "}"  # noqa: E731
     p.plan.cache = {
         "latent": any(isinstance(a, ir.Mla) for a in att.values()),
+        "deltanet": bool(linear),
         "slots": dict_text(slots),
         "ring": dict_text({k: str(v) for k, v in ring.items()}),
         "kinds_expr": "config.layer_types" if len(p.kinds) > 1 else f'["{p.kinds[0]}"] * config.n_layers',

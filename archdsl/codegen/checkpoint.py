@@ -34,7 +34,7 @@ def plan(model: ir.Model, family: str | None) -> dict:
         "family": family or "archdsl",
         "fields_doc": fields_doc,
         "base_prefix": naming.prefix,
-        "rules": [r.source({"kv_heads": kv_heads_field(model)}) for r in rules],
+        "rules": [r.source({"kv_heads": kv_heads_field(model), "key_heads": "linear_key_heads"}) for r in rules],
         "ignored": list(naming.ignored),
         "ignored_doc": naming.ignored_doc,
         "fp8": "fp8" in naming.formats,
@@ -58,7 +58,7 @@ def plan(model: ir.Model, family: str | None) -> dict:
 
 def kv_heads_field(model: ir.Model) -> str:
     """The Config field that counts key/value heads (n_heads for multi-head attention)."""
-    attention = [model.kinds[k].attention for k in model.used_kinds]
+    attention = [model.kinds[k].attention for k in model.used_kinds if ir.is_softmax(model.kinds[k].attention)]
     return "n_heads" if all(isinstance(a, ir.Attention) and a.kind == "mha" for a in attention) else "n_kv_heads"
 
 

@@ -17,6 +17,8 @@ def plan(p: Planner, tables: Fields) -> None:
 
     def mask(k: str, keys: str, cached: bool) -> str | None:
         a = att[k]
+        if not ir.is_softmax(a):
+            return None  # linear attention reads its state, not keys
         if a.window is not None:
             return f"sliding_window_mask(positions, {keys}, c.{p.window[k]})"
         if a.chunk is not None:
@@ -76,9 +78,8 @@ def plan(p: Planner, tables: Fields) -> None:
         per_kind |= arg.endswith("[layer_type]")
         loop_args += f", {arg}"
         add("temperature", temps, "torch.Tensor", any(v is None for v in temps.values()))
-    cache_type = "LatentCache" if all(isinstance(a, ir.Mla) for a in att.values()) else "LayerCache"
-    if any(isinstance(a, ir.Mla) for a in att.values()) and cache_type != "LatentCache":
-        cache_type = "LayerCache | LatentCache"  # pragma: no cover - no spec mixes MLA and GQA
+    cache_types = {"LatentCache" if isinstance(a, ir.Mla) else "DeltaNetCache" if isinstance(a, ir.GatedDeltaNet) else "LayerCache" for a in att.values()}
+    cache_type = " | ".join(t for t in ("LayerCache", "LatentCache", "DeltaNetCache") if t in cache_types)
     signature += f", cache: {cache_type} | None = None"
     block_args += ", cache"
     p.plan.layer_args_signature = signature
@@ -90,8 +91,10 @@ def plan(p: Planner, tables: Fields) -> None:
 def input_mode(p: Planner, name: str, k: str, group_kinds: list[str]) -> str:
     """How an attention class receives an input: never / always / some (may be None)."""
     exprs = dict(p.inputs).get(name)
-    if exprs is None:
+    if exprs is None or not ir.is_softmax(p.blocks[k].attention):
         return "never"
+    # what the layers with softmax attention receive (linear attention takes none of these inputs)
+    exprs = {k: e for k, e in exprs.items() if ir.is_softmax(p.blocks[k].attention)}
     if all(exprs[g] is not None for g in group_kinds) and all(v is not None for v in exprs.values()):
         return "always"
     return "some"

@@ -80,6 +80,15 @@ def custom_init(p: Planner) -> list[dict]:
     out = []
     if any(c["xielu"] for c in p.plan.ffn_classes):
         out.append({"classes": "XIELU", "lines": ["module.reset()"]})
+    deltanet = [c["name"] for c in p.plan.attention_classes if c["template"] == "deltanet.py.j2"]
+    if deltanet:
+        lines = [
+            "nn.init.normal_(module.conv1d.weight, mean=0.0, std=std)",
+            "nn.init.ones_(module.dt_bias)",
+            "module.A_log.copy_(torch.empty_like(module.A_log).uniform_(0.01, 16).log())  # decay rates in [0.01, 16]",
+        ]
+        out.append({"classes": class_tuple(deltanet), "lines": lines})
+        out.append({"classes": "GatedRMSNorm", "lines": ["nn.init.ones_(module.weight)"]})
     sinks = [c["name"] for c in p.plan.attention_classes if c.get("sinks")]
     if sinks:
         draw = "normal_(module.sinks, mean=0.0, std=std)" if "sinks" in p.init.normal else "zeros_(module.sinks)"
@@ -111,6 +120,8 @@ def describe(model: ir.Model) -> list[str]:
         if isinstance(a, ir.Mla):
             q = f"q_rank {a.q_rank}, " if a.q_rank else ""
             att = f"MLA {a.heads} heads ({q}kv_rank {a.kv_rank}, qk {a.qk_nope_dim}+{a.qk_rope_dim}, v {a.v_dim})"
+        elif isinstance(a, ir.GatedDeltaNet):
+            att = f"Gated DeltaNet {a.heads} heads ({a.key_heads} query/key heads, state {a.key_dim}×{a.value_dim}, conv {a.conv})"
         else:
             att = {"mha": f"MHA {a.heads}×{a.head_dim}", "mqa": f"MQA {a.heads}×{a.head_dim}", "gqa": f"GQA {a.heads}/{a.kv_heads}×{a.head_dim}"}[a.kind]
         bits = [att]
@@ -122,7 +133,11 @@ def describe(model: ir.Model) -> list[str]:
             bits.append("sinks")
         if a.qk_norm != "none":
             bits.append({"per_head": "QK norm per head", "full": "QK norm over all heads", "l2": "QK L2 norm", "per_head_after_rope": "QK norm per head after RoPE"}[a.qk_norm])
-        if b.rope is None:
+        if a.output_gate:
+            bits.append("output gate")
+        if not ir.is_softmax(a):
+            pass  # no positions: the convolution and the recurrence see the tokens in order
+        elif b.rope is None:
             bits.append("NoPE")
         else:
             r = f"RoPE θ={_number(b.rope.theta)}"

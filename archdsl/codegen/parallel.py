@@ -14,7 +14,11 @@ def plan(p: Planner) -> None:
     entries: dict[str, str] = {}
     refused: list[str] = []
     mla = sinks = False
+    linear = False
     for a in p.plan.attention_classes:
+        if a["template"] == "deltanet.py.j2":
+            linear = True
+            continue
         if a["template"] == "mla.py.j2":
             mla = True
             entries["self_attn.q_b_proj" if a["q_rank"] else "self_attn.q_proj"] = "colwise"
@@ -30,6 +34,8 @@ def plan(p: Planner) -> None:
         elif style:
             entries["self_attn.q_norm"] = entries["self_attn.k_norm"] = style
         sinks = sinks or a["sinks"]
+    if linear:
+        refused.append("Gated DeltaNet layers")
     if any(f["xielu"] for f in p.plan.ffn_classes):
         refused.append("the xIELU activation's learned parameters")
     dense = [b.ffn for b in p.blocks.values() if not isinstance(b.ffn, ir.Moe)]
@@ -44,6 +50,7 @@ def plan(p: Planner) -> None:
         "tp_plan": entries,
         "refused": refused,
         "mla": mla,
+        "linear": linear,
         "sinks": sinks,
         "moe": bool(p.plan.moe),
         "tied": p.model.embedding.tied,

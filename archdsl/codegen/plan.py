@@ -139,7 +139,7 @@ class Planner:
         # class names the templates define themselves; every planned class takes a new name
         self.class_names = {
             "Config", "Model", "RMSNorm", "ZeroCenteredLayerNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
-            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU",
+            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU", "DeltaNetCache", "GatedRMSNorm",
         }
         # set by norms.plan
         self.model_label = "model"  # the label of the model's own norms among the layer kinds
@@ -162,6 +162,12 @@ class Planner:
         self.temperature_floor: Fields = {}
         self.temperature_scale: Fields = {}
         self.temperature_length: Fields = {}
+        self.linear_heads: Fields = {}  # Gated DeltaNet's sizes
+        self.linear_key_heads: Fields = {}
+        self.linear_key_dim: Fields = {}
+        self.linear_value_dim: Fields = {}
+        self.linear_conv: Fields = {}
+        self.linear_norm_eps: Fields = {}
         # set by rope.plan: the Config fields of the lengths at which LongRoPE switches factors
         self.rope_switch: list[str] = []
         # set by masks.plan: the inputs each layer receives and the forward's setup lines

@@ -227,6 +227,9 @@ class RopeKeys(Spec):
     original_default: int | None = None
     mscales: bool = False  # LongRoPE's cos/sin scales are short_mscale / long_mscale (Phi-3.5-MoE)
     types: tuple[str, ...] = ()  # the RoPE types the family's model handles, when not all
+    # keys inside the RoPE parameters that change nothing for text (Qwen3.5's multimodal sections:
+    # text positions are the same in every section), read and not written back
+    text_only_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         keys = ("rope_parameters", "rope_theta", "rope_scaling", self.theta_key) + ((self.fraction_key,) if self.fraction_key else ()) + self.old_keys
@@ -263,6 +266,11 @@ class RopeKeys(Spec):
         targets = self.per_type.items() if self.per_type else [(None, self.tag)]
         for layer_type, tag in targets:
             params = self._params(config, layer_type)
+            sections = params.get("mrope_section")
+            if "mrope_section" in self.text_only_keys and sections is not None:
+                if not (isinstance(sections, list) and len(sections) == 3 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sections)):
+                    raise config.refuse("rope_parameters", params, "mrope_section must be three whole numbers (time, height, width)")
+            params = {k: v for k, v in params.items() if k not in self.text_only_keys}
             if not self.fraction_key and params.get("partial_rotary_factor", 1.0) != 1:
                 # these families rotate every feature: transformers ignores the factor (or fails on it)
                 raise config.refuse("rope_parameters", params, "this type rotates every feature of a head (partial_rotary_factor must be 1)")

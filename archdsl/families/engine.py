@@ -536,7 +536,7 @@ def complete(flat: dict, top: dict) -> dict:
     """Fill what the language derives: the attention kind from the head counts, head_dim =
     d_model / heads, kv_heads = heads, query_scale = head_dim ** -0.5, shared experts' width."""
     flat = dict(flat)
-    if flat.get("attention.kind") != "mla":
+    if flat.get("attention.kind") not in ("mla", "gated_deltanet"):
         heads = flat.get("attention.heads")
         kv = flat.get("attention.kv_heads") or heads
         flat["attention.kv_heads"] = kv

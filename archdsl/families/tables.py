@@ -428,4 +428,4 @@ family(
 
 
 # More families, one module per group (each registers its tables with `family`).
-from . import group_a, group_b, group_c, group_d, group_e, group_f  # noqa: E402,F401
+from . import group_a, group_b, group_c, group_d, group_e, group_f, hybrid  # noqa: E402,F401

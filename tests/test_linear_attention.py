@@ -1,0 +1,258 @@
+"""Linear attention (Gated DeltaNet) and hybrid models: the chunked (prompt) and recurrent
+(decode) forms agree; greedy decoding through the recurrent state equals transformers' over more
+steps than a chunk; the cache holds the KV + state bytes `archdsl stats` predicts, at 262,144
+tokens too; the IR refuses what makes no sense; tensor parallelism refuses linear layers.
+
+Per-family parity (logits, greedy tokens, init, counts, every config key) is in test_families.py,
+and the spec's tiny twin against transformers in test_parity.py, as for every family and spec."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from archdsl import ir
+from archdsl.codegen import render
+from archdsl.errors import SpecError
+from archdsl.hf import export_hf, import_hf
+from archdsl.resolve import loads
+from archdsl.stats import ShardingError, check_mesh, compute
+
+from families import tiny_config
+from helpers import generate, hf_reference, import_path, load_model
+
+transformers = pytest.importorskip("transformers")
+
+HYBRIDS = ["qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"]
+
+
+@pytest.fixture(scope="module")
+def tiny_next(tmp_path_factory):
+    """The tiny Qwen3-Next spec's module and a model with random weights (norms perturbed)."""
+    m = generate("qwen3-next-80b-a3b", tmp_path_factory.mktemp("next"), tiny=True)
+    torch.manual_seed(0)
+    model = m.Model(m.Config())
+    model.init_weights(std=0.1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return m, model.eval()
+
+
+def with_chunk(m, model, chunk: int):
+    """The same weights in a model whose Gated DeltaNet layers work in chunks of `chunk` tokens."""
+    import dataclasses
+
+    other = m.Model(dataclasses.replace(m.Config(), chunk_size=chunk))
+    other.load_state_dict(model.state_dict())
+    return other.eval()
+
+
+def mixer(model):
+    return next(m for m in model.modules() if type(m).__name__ == "GatedDeltaNet")
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 64])
+def test_chunked_and_recurrent_forms_agree_token_by_token(tiny_next, chunk):
+    """One Gated DeltaNet layer: the parallel form over 30 tokens (in chunks of `chunk`) gives, at
+    every position, the output of the recurrent form fed one token at a time (float32 rounding
+    apart: about 5e-7 here)."""
+    m, model = tiny_next
+    layer = mixer(with_chunk(m, model, chunk))
+    x = torch.randn(2, 30, m.Config().d_model, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        full = layer(x)
+        c = m.Config()
+        channels = 2 * c.linear_key_heads * c.linear_key_dim + c.linear_heads * c.linear_value_dim
+        state = m.DeltaNetCache(2, channels, c.linear_conv, c.linear_heads, c.linear_key_dim, c.linear_value_dim, None, torch.float32)
+        steps = torch.cat([layer(x[:, i : i + 1], state) for i in range(30)], dim=1)
+    assert relative(steps, full) <= 2e-6
+
+
+# The whole model amplifies float32 rounding (8 layers, MoE routing, perturbed weights): the cached
+# and uncached logits differ by about 1.5e-5 of the largest logit; a wrong form differs by order 1.
+MODEL_RTOL = 5e-5
+
+
+def test_the_whole_model_decodes_as_it_reads(tiny_next):
+    """Logits of a 30-token forward (chunks of 4) equal those of decoding the same tokens one by one."""
+    m, model = tiny_next
+    model = with_chunk(m, model, 4)
+    ids = torch.randint(0, m.Config().vocab_size, (2, 30), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = model(ids)
+        cache = m.KVCache(m.Config(), 2, 30)
+        steps = torch.cat([model(ids[:, i : i + 1], cache) for i in range(30)], dim=1)
+    assert relative(steps, full) <= MODEL_RTOL
+
+
+def test_the_chunk_size_does_not_change_the_outputs(tiny_next):
+    m, model = tiny_next
+    x = torch.randn(1, 37, m.Config().d_model, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        outs = [mixer(with_chunk(m, model, c))(x) for c in (2, 5, 16, 64)]
+    for out in outs[1:]:
+        assert relative(out, outs[0]) <= 2e-6
+
+
+def test_the_state_carries_across_prompt_pieces(tiny_next):
+    """A prompt in pieces longer than a chunk (chunked form with a state to start from) equals one pass."""
+    m, model = tiny_next
+    model = with_chunk(m, model, 4)
+    ids = torch.randint(0, m.Config().vocab_size, (1, 26), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = model(ids)
+        cache = m.KVCache(m.Config(), 1, 26)
+        pieces = torch.cat([model(ids[:, :11], cache), model(ids[:, 11:20], cache), model(ids[:, 20:], cache)], dim=1)
+    assert relative(pieces, full) <= MODEL_RTOL
+
+
+@pytest.mark.parametrize("model_type", HYBRIDS)
+def test_greedy_decoding_matches_transformers_past_a_chunk(model_type, tmp_path):
+    """70 new tokens (more than transformers' chunk of 64, and ours), the recurrent state carrying
+    them: the same tokens as transformers' generate from the same checkpoint."""
+    config = tiny_config(model_type)
+    reference = hf_reference(config)
+    reference.save_pretrained(tmp_path / "checkpoint")
+    model = import_hf(config, "tiny_" + model_type)
+    path = tmp_path / f"{model.name}.py"
+    path.write_text(render(model, f"{model_type} tiny config", json.dumps(config).encode(), "test"))
+    module = import_path(path)
+    ours = module.Model(module.Config())
+    ours.load_hf_checkpoint(tmp_path / "checkpoint", dtype=torch.float32)
+    prompt = torch.randint(0, config["vocab_size"], (2, 6), generator=torch.Generator().manual_seed(6))
+    mine = ours.eval().generate(prompt, 70)
+    theirs = reference.generate(prompt, max_new_tokens=70, do_sample=False, pad_token_id=0)
+    assert torch.equal(mine, theirs)
+
+
+# ---- the cache and the statistics ------------------------------------------------------------
+
+
+def test_cache_holds_kv_plus_state_at_262k_tokens(tmp_path):
+    """Qwen3-Next against Qwen3-30B-A3B at 262,144 tokens: the cache of each full-size model,
+    allocated on the meta device, holds exactly what stats predicts; the hybrid keeps a quarter of
+    the layers' keys and values, plus a fixed state."""
+    context = 262_144
+    out = {}
+    for name in ("qwen3-next-80b-a3b", "qwen3-30b-a3b"):
+        m = generate(name, tmp_path / name)
+        cache = m.KVCache(m.Config(), 1, context, device="meta", dtype=torch.bfloat16)
+        s = compute(load_model(name), context=context, dtype="bf16")
+        assert cache.nbytes() == s.cache_bytes == s.kv_cache_bytes + s.state_bytes
+        out[name] = s
+    nxt, dense = out["qwen3-next-80b-a3b"], out["qwen3-30b-a3b"]
+    # 12 full layers × (k + v) × 2 kv heads × 256 features × 2 bytes per token
+    assert nxt.kv_cache_bytes == 12 * 2 * 2 * 256 * 2 * context == 6 * 2**30
+    # 36 linear layers × (3 conv inputs × 8192 channels × 2 bytes + 32 heads × 128 × 128 × 4 bytes)
+    assert nxt.state_bytes == 36 * (3 * 8192 * 2 + 32 * 128 * 128 * 4) == 77_266_944
+    # 48 layers × (k + v) × 4 kv heads × 128 features × 2 bytes per token
+    assert dense.kv_cache_bytes == 48 * 2 * 4 * 128 * 2 * context == 24 * 2**30 and dense.state_bytes == 0
+    assert nxt.cache_bytes < dense.cache_bytes / 3.9
+
+
+def test_state_is_the_same_at_every_context():
+    model = load_model("qwen3-next-80b-a3b")
+    short, long = compute(model, context=1024), compute(model, context=32_768)
+    assert short.state_bytes == long.state_bytes > 0
+    assert long.kv_cache_bytes == 32 * short.kv_cache_bytes
+    # FLOPs: only the 12 full-attention layers pay per key (4 · 16 heads · 256 features)
+    assert long.flops_per_token - short.flops_per_token == 12 * 4 * 16 * 256 * (32_768 - 1024)
+
+
+def test_state_bytes_follow_the_cache_dtype_for_the_convolution_only(tiny_next):
+    m, _ = tiny_next
+    small = __import__("archdsl.tiny", fromlist=["tiny"]).tiny(load_model("qwen3-next-80b-a3b"))
+    for dtype, label in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        cache = m.KVCache(m.Config(), 1, 40, dtype=dtype)
+        linear = [c for c in cache.layers if hasattr(c, "state")]
+        assert linear and all(c.state.dtype == torch.float32 and c.conv.dtype == dtype for c in linear)
+        assert cache.nbytes() == compute(small, context=40, dtype=label).cache_bytes
+
+
+def test_linear_attention_parameters_are_a_component():
+    s = compute(load_model("qwen3-next-80b-a3b"))
+    assert s.components["linear_attention"] == 36 * s.per_layer[0].attention
+    assert s.components["attention"] == 12 * s.per_layer[3].attention
+    assert sum(s.components.values()) == s.total_params
+
+
+# ---- the language ----------------------------------------------------------------------------
+
+BASE = """model m {
+  vocab 256
+  d_model 64
+  context 128
+  norm rms
+  ffn swiglu(hidden=128)
+  block linear {
+    attention gated_deltanet(heads=4, key_heads=2, key_dim=16)
+  }
+  block full {
+    attention gqa(heads=4, kv_heads=2, output_gate)
+    rope theta=10_000
+  }
+  layers 4 of (linear, full)
+}
+"""
+
+
+def test_defaults_and_derived_sizes():
+    m = loads(BASE)
+    a = m.kinds["linear"].attention
+    assert isinstance(a, ir.GatedDeltaNet)
+    assert (a.value_dim, a.conv, a.norm_eps, a.groups) == (16, 4, 1e-6, 2)
+    assert m.kinds["linear"].rope is None and m.kinds["full"].attention.output_gate
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("key_heads=2", "key_heads=3"), "heads 4 is not divisible by key_heads 3"),
+        (("key_dim=16)", "key_dim=16)\n    rope theta=10_000"), "gated_deltanet layers take no positions"),
+        (("key_dim=16", "key_dim=0"), "'key_dim' must be positive"),
+        (("output_gate", "output_gate, qk_norm=full"), "output gate is not supported together with"),
+    ],
+)
+def test_bad_settings_are_refused_where_they_are_written(change, message):
+    with pytest.raises(SpecError, match=message):
+        loads(BASE.replace(*change))
+
+
+def test_model_level_rope_must_be_left_to_the_attention_blocks():
+    text = BASE.replace("  ffn swiglu", "  rope theta=10_000\n  ffn swiglu")
+    with pytest.raises(SpecError) as info:
+        loads(text)
+    assert "write `rope none` in this block" in str(info.value)
+    loads(text.replace("key_dim=16)", "key_dim=16)\n    rope none"))
+
+
+# ---- parallelism --------------------------------------------------------------------------------
+
+
+def test_tensor_parallelism_refuses_linear_layers_and_the_rest_is_counted():
+    model = load_model("qwen3-next-80b-a3b")
+    with pytest.raises(ShardingError, match="gated_deltanet layers of layer kind linear are not split by tensor parallelism"):
+        check_mesh(model, tp=2)
+    check_mesh(model, dp=4, ep=8)
+
+
+def test_parallelize_names_the_refusal(tiny_next):
+    m, model = tiny_next
+    problems = m.mesh_problems(model, {"tp": 2})
+    assert any("does not split Gated DeltaNet layers" in p for p in problems)
+    assert m.mesh_problems(model, {"dp": 2, "ep": 2}) == []
+
+
+def test_export_writes_the_layer_types_and_keeps_the_model():
+    model = load_model("qwen3-next-80b-a3b")
+    config = export_hf(model)
+    assert config["layer_types"] == ["linear_attention"] * 3 + ["full_attention"] + config["layer_types"][4:]
+    assert config["layer_types"].count("full_attention") == 12
+    assert import_hf(config, model.name).model_copy(update={"title": model.title}) == model.model_copy(update={"hf": "qwen3_next"})
