@@ -287,8 +287,9 @@ def cmd_stats(args) -> int:
     rows += [
         ("output head", f"{s.head_params:,}" + (" (tied)" if model.embedding.tied else "")),
         ("attention", f"{s.components['attention']:,}"),
-        ("dense feed-forward", f"{s.components['dense_ffn']:,}"),
     ]
+    rows += [(label, f"{s.components[name]:,}") for name, label in (("linear_attention", "linear attention"), ("short_conv", "short convolutions")) if s.components[name]]
+    rows += [("dense feed-forward", f"{s.components['dense_ffn']:,}")]
     if s.components["routed_experts"]:
         rows += [
             ("routed experts", f"{s.components['routed_experts']:,}"),
@@ -299,8 +300,13 @@ def cmd_stats(args) -> int:
         ("norms", f"{s.components['norms']:,}"),
         (f"KV cache per token ({args.dtype})", f"{s.kv_cache_bytes_per_token:,} bytes"),
         (f"KV cache at {s.context:,} tokens", f"{s.kv_cache_bytes:,} bytes ({s.kv_cache_bytes / 2**30:.2f} GiB)"),
-        (f"FLOPs per token at {s.context:,}", f"{s.flops_per_token:,}"),
     ]
+    if s.state_bytes:
+        rows += [
+            (f"recurrent state ({args.dtype})", f"{s.state_bytes:,} bytes per sequence ({s.state_bytes / 2**20:.2f} MiB)"),
+            (f"KV cache + state at {s.context:,}", f"{s.cache_bytes:,} bytes ({s.cache_bytes / 2**30:.2f} GiB)"),
+        ]
+    rows += [(f"FLOPs per token at {s.context:,}", f"{s.flops_per_token:,}")]
     if s.mtp_params:
         rows.append(("MTP modules (apart)", f"{s.mtp_params:,}"))
     width = max(len(r[0]) for r in rows)
@@ -308,11 +314,12 @@ def cmd_stats(args) -> int:
     for label, value in rows:
         print(f"  {label:<{width}}  {value:>}")
     print()
-    table = [("kind", "layers", "attention", "feed-forward", "norms", "total", "active")]
+    table = [("kind", "layers", "mixer", "mixer params", "feed-forward", "norms", "total", "active")]
     for kind in model.used_kinds:
         layer = s.per_layer[model.layer_kinds.index(kind)]
         n = model.layer_kinds.count(kind)
-        table.append((kind, f"{n}", f"{layer.attention:,}", f"{layer.ffn:,}", f"{layer.norms:,}", f"{layer.total:,}", f"{layer.active:,}"))
+        mixer = model.kinds[kind].attention.kind
+        table.append((kind, f"{n}", mixer, f"{layer.attention:,}", f"{layer.ffn:,}", f"{layer.norms:,}", f"{layer.total:,}", f"{layer.active:,}"))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     print("  per layer, by kind")
     for row in table:

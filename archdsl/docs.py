@@ -33,6 +33,16 @@ SECTIONS = [
         "Such layers take no RoPE (`rope none`).",
         [ir.GatedDeltaNet],
     ),
+    (
+        "State space model",
+        "`attention mamba2(...)`: Mamba-2 in place of attention (Granite 4.0-H, Nemotron-H, Falcon-H1); no positions, a fixed-size state.",
+        [ir.Mamba2],
+    ),
+    (
+        "Short convolution",
+        "`attention short_conv(...)`: LFM2's gated short convolution in place of attention (no positions, no KV cache).",
+        [ir.ShortConv],
+    ),
     ("Attention temperature", "`temperature KIND(...)` inside an attention: `log_steps`, `log_position`.", [ir.LogSteps, ir.LogPosition]),
     ("RoPE", "`rope theta=... scaling=...`, or `rope none`.", [ir.Rope]),
     ("RoPE scaling", "`scaling linear(...)`, `scaling llama3(...)`, `scaling yarn(...)`, `scaling dynamic(...)`, `scaling longrope(...)`.", [ir.LinearScaling, ir.Llama3Scaling, ir.YarnScaling, ir.DynamicScaling, ir.LongRopeScaling]),

@@ -271,6 +271,8 @@ ATTENTION_NAMES = {
     "mqa": "Multi-query attention",
     "mla": "Multi-head latent attention",
     "gated_deltanet": "Gated DeltaNet (linear attention)",
+    "short_conv": "Gated short convolution",
+    "mamba2": "Mamba-2 (state space model)",
 }
 
 
@@ -289,6 +291,13 @@ def _attention_card(att, d_model: int) -> Card:
         items += [f"qk dim {att.qk_nope_dim} + {att.qk_rope_dim} rope", f"v dim {att.v_dim}"]
         if att.bias:
             items.append("biases")
+        return _card_of("attention", title, items)
+    if isinstance(att, ir.Mamba2):
+        items += [f"{att.heads} heads × {att.head_dim}", f"state {att.state} per feature", f"B, C in {att.groups} group{'s' if att.groups > 1 else ''}"]
+        items += [f"causal conv, {att.conv} taps", "gated output norm"]
+        return _card_of("attention", title, items)
+    if isinstance(att, ir.ShortConv):
+        items += [f"out(C · conv(B · x)), width {_int(d_model)}", f"causal conv, {att.conv} taps"] + (["biases"] if att.bias else [])
         return _card_of("attention", title, items)
     if isinstance(att, ir.GatedDeltaNet):
         items += [f"{att.heads} heads", f"{att.key_heads} query/key heads", f"state {att.key_dim} × {att.value_dim} per head"]

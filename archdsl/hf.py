@@ -88,6 +88,11 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Keys holding an interval whose upper end may be unbounded (+inf): Mamba's time_step_limit,
+# (0, inf) by default.
+UNBOUNDED = frozenset({"time_step_limit"})
+
+
 def _check_config(config: dict) -> None:
     """Refuse non-finite or huge numbers, and configs nested too deeply or too large, before reading them."""
     stack: list[tuple[Any, int, str]] = [(config, 0, "")]
@@ -101,6 +106,8 @@ def _check_config(config: dict) -> None:
             continue
         if isinstance(value, (int, float)):
             if isinstance(value, float) and not math.isfinite(value):
+                if value == math.inf and where.split("[", 1)[0] in UNBOUNDED:
+                    continue
                 raise HFError(f"{where or 'a value'} is {value}: a config holds finite numbers")
             if abs(value) > MAX_NUMBER:
                 raise HFError(f"{where or 'a value'} is {_short(value)}: numbers are limited to 10**30")

@@ -288,6 +288,74 @@ class GatedDeltaNet(IR):
     bias: ClassVar[tuple] = ()
 
 
+class ShortConv(IR):
+    """Gated short convolution (LFM2): out(C · conv(B · x)), where B, C and x are three
+    projections of the input (d_model features each) and conv a causal depthwise convolution over
+    the last `conv` tokens. No attention, no positions; its state is the convolution's last
+    conv - 1 inputs."""
+
+    kind: Literal["short_conv"]
+    conv: int = setting(3, "taps of the causal depthwise convolution", "tokens", gt=0)
+    bias: bool = setting(False, "biases on the input and output projections and on the convolution")
+
+    window: ClassVar[None] = None
+    chunk: ClassVar[None] = None
+    softcap: ClassVar[None] = None
+    sinks: ClassVar[bool] = False
+    clip_qkv: ClassVar[None] = None
+    temperature: ClassVar[None] = None
+    qk_norm: ClassVar[str] = "none"
+    output_gate: ClassVar[bool] = False
+    query_scale: ClassVar[float] = 1.0
+
+
+class Mamba2(IR):
+    """Mamba-2 (state space duality): a selective state space model with a fixed-size state.
+
+    One projection gives the gate z, the inputs x (heads × head_dim), B and C (`groups` groups
+    of `state` features, shared by the heads of a group) and a step dt per head. x, B and C pass
+    a causal depthwise convolution (`conv` taps, then SiLU). Each head keeps a head_dim × state
+    matrix h that decays by exp(dt · A) (A = -exp(A_log), dt = softplus(dt + dt_bias)) and adds
+    dt · x ⊗ B; its output is h · C plus D · x. The output is multiplied by silu(z), RMS-normalised
+    in `groups` groups, and projected back. Prompts run in chunks of `chunk_size` tokens (the
+    parallel form), decoding one step at a time (the recurrent form); both compute the same outputs."""
+
+    kind: Literal["mamba2"]
+    heads: int = setting(..., "heads, each with its own state matrix", gt=0)
+    head_dim: int = setting(..., "features per head", "features", gt=0)
+    state: int = setting(..., "state features (the width of B and C)", "features", gt=0)
+    groups: int = setting(1, "groups of heads sharing B and C (and groups of the output norm)", gt=0)
+    conv: int = setting(4, "taps of the causal depthwise convolution over x, B and C", "tokens", gt=0)
+    chunk_size: int = setting(256, "tokens per chunk of the parallel form (prompts); any size computes the same", "tokens", gt=0)
+    conv_bias: bool = setting(True, "a bias on the convolution")
+    bias: bool = setting(False, "biases on the input and output projections")
+    norm_eps: float = setting(1e-6, "eps of the gated RMS norm on the output", gt=0)
+
+    def check(self, ctx, at):
+        if self.heads % self.groups:
+            raise error(at("groups"), f"heads {self.heads} is not divisible by groups {self.groups}", "each group of B and C serves the same number of heads")
+
+    @property
+    def inner(self) -> int:
+        """Features of x (and of the gate z, and of the output before its projection)."""
+        return self.heads * self.head_dim
+
+    @property
+    def conv_channels(self) -> int:
+        """Features the convolution mixes: x, B and C."""
+        return self.inner + 2 * self.groups * self.state
+
+    window: ClassVar[None] = None
+    chunk: ClassVar[None] = None  # attention chunks: none
+    softcap: ClassVar[None] = None
+    sinks: ClassVar[bool] = False
+    clip_qkv: ClassVar[None] = None
+    temperature: ClassVar[None] = None
+    qk_norm: ClassVar[str] = "none"
+    output_gate: ClassVar[bool] = False
+    query_scale: ClassVar[float] = 1.0
+
+
 def is_softmax(mixer) -> bool:
     """Whether a layer's token mixer is softmax attention (it keeps keys and values per token)."""
     return isinstance(mixer, (Attention, Mla))
@@ -642,8 +710,10 @@ class Block(IR):
         "Cohere, Phi); parallel_separate `x + attn(norm1(x)) + ffn(norm2(x))`, each with its own norm (GPT-NeoX, Falcon)",
     )
     residual_scale: float = setting(1.0, "each sublayer's output is multiplied by this before it joins the residual (Granite's residual_multiplier)", gt=0)
-    attention: Annotated[Union[Attention, Mla, GatedDeltaNet], Field(discriminator="kind")] = setting(
-        ..., "the token mixer: softmax attention (mha, gqa, mqa or mla) or linear attention (gated_deltanet)"
+    attention: Annotated[Union[Attention, Mla, GatedDeltaNet, Mamba2, ShortConv], Field(discriminator="kind")] = setting(
+        ...,
+        "the token mixer: softmax attention (mha, gqa, mqa or mla), linear attention (gated_deltanet), a state space model "
+        "(mamba2) or a gated short convolution (short_conv)",
     )
     rope: Rope | None = setting(None, "rotary positions; `rope none` or no rope at all means no positions in this layer (NoPE)")
     ffn: Ffn = setting(..., "the feed-forward sublayer: mlp, swiglu, geglu or moe")
@@ -659,7 +729,7 @@ class Block(IR):
         if self.rope is not None and not is_softmax(self.attention):
             raise error(
                 at("rope"),
-                f"{self.attention.kind} layers take no positions: their convolution and recurrence see the tokens in order",
+                f"{self.attention.kind} layers take no positions: their convolution (and recurrence) see the tokens in order",
                 "write `rope none` in this block (or set rope only in the attention blocks)",
             )
         if self.rope is not None:

@@ -53,6 +53,10 @@ def _variants(model: ir.Model, part) -> list[tuple[object, int]]:
 
 
 def _attention(att) -> str:
+    if isinstance(att, ir.ShortConv):
+        return f"gated short convolution, {att.conv} taps"
+    if isinstance(att, ir.Mamba2):
+        return f"Mamba-2 {att.heads} heads × {att.head_dim}, state {att.state}"
     if isinstance(att, ir.GatedDeltaNet):
         return f"Gated DeltaNet {att.heads} heads / {att.key_heads} QK, state {att.key_dim}×{att.value_dim}, conv {att.conv}"
     if isinstance(att, ir.Mla):

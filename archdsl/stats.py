@@ -6,7 +6,8 @@ every spec (tests check it), so these formulas are also a description of the gen
 Definitions
 - total_params: every parameter, tied matrices counted once; `components` splits it into
   embedding, positions, attention (with QK norms, sinks, MLA's latent norms), linear_attention
-  (the linear-attention layers' token mixers: Gated DeltaNet), dense_ffn (dense
+  (Gated DeltaNet token mixers), ssm (Mamba-2 token mixers), short_conv (LFM2's gated
+  convolutions), dense_ffn (dense
   MLPs, and Grok's always-on MLP beside the experts), routed_experts, shared_experts, routers,
   norms (the blocks' and the final one) and head. Router load-balancing biases are buffers,
   not parameters, and are not counted.
@@ -18,10 +19,12 @@ Definitions
   attention layers add nothing).
 - kv_cache_bytes: the cache at `context` tokens; sliding-window and chunked layers keep at
   most `window` / `chunk` tokens.
-- state_bytes: the recurrent state of one sequence, summed over the linear-attention layers;
-  it does not grow with the context. Gated DeltaNet keeps the last conv - 1 inputs of its
-  convolution (in the cache dtype) and a key_dim × value_dim matrix per head (float32, at
-  every --dtype: it accumulates over the whole sequence).
+- state_bytes: the recurrent state of one sequence, summed over the layers without softmax
+  attention; it does not grow with the context. Gated DeltaNet keeps the last conv - 1 inputs of
+  its convolution (in the cache dtype) and a key_dim × value_dim matrix per head (float32, at
+  every --dtype: it accumulates over the whole sequence); Mamba-2 likewise its convolution's
+  inputs and a float32 head_dim × state matrix per head; a short convolution its last conv - 1
+  inputs (d_model features each).
 - cache_bytes: kv_cache_bytes + state_bytes, what generation keeps for one sequence of
   `context` tokens.
 - flops_per_token: forward FLOPs of the last token of a `context`-token sequence (a decode
@@ -31,7 +34,8 @@ Definitions
   are min(context, window) on window layers, (context - 1) mod chunk + 1 on chunked layers;
   + per linear-attention layer the recurrent step, the same at every context (Gated DeltaNet:
   the convolution, 2 · conv per channel, and per head 7 · key_dim · value_dim to decay the
-  state, read it with the key, write the correction and read it with the query).
+  state, read it with the key, write the correction and read it with the query; Mamba-2: the
+  convolution and 5 · head_dim · state per head; a short convolution: 2 · conv + 2 per feature).
 """
 
 from __future__ import annotations
@@ -62,6 +66,10 @@ def attention_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: int
         return mla_params(att, d_model)
     if isinstance(att, ir.GatedDeltaNet):
         return deltanet_params(att, d_model)
+    if isinstance(att, ir.ShortConv):
+        return 4 * d_model * d_model + d_model * att.conv + (5 * d_model if att.bias else 0)  # in (3 d), conv, out
+    if isinstance(att, ir.Mamba2):
+        return mamba2_params(att, d_model)
     q_out = att.heads * att.head_dim
     kv_out = att.kv_heads * att.head_dim
     q_rows = 2 * q_out if att.output_gate else q_out  # output gates are projected beside the queries
@@ -98,11 +106,27 @@ def deltanet_params(att: ir.GatedDeltaNet, d_model: int) -> int:
     return projections + att.conv_channels * att.conv + 2 * att.heads + att.value_dim
 
 
+def mamba2_params(att: ir.Mamba2, d_model: int) -> int:
+    """Mamba-2: the input projection (z, x, B, C and dt), the convolution, dt_bias, A_log and D
+    per head, the gated norm and the output projection."""
+    projected = att.inner + att.conv_channels + att.heads
+    n = d_model * projected + att.conv_channels * att.conv + 3 * att.heads + att.inner + att.inner * d_model
+    if att.conv_bias:
+        n += att.conv_channels
+    if att.bias:
+        n += projected + d_model
+    return n
+
+
 def attention_matmul_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: int) -> int:
     """Weights of the projections (what a token multiplies by)."""
     if isinstance(att, ir.GatedDeltaNet):
         keys, values = att.key_heads * att.key_dim, att.heads * att.value_dim
         return d_model * (2 * keys + 2 * values + 2 * att.heads) + values * d_model
+    if isinstance(att, ir.ShortConv):
+        return 4 * d_model * d_model
+    if isinstance(att, ir.Mamba2):
+        return d_model * (att.inner + att.conv_channels + att.heads) + att.inner * d_model
     if isinstance(att, ir.Mla):
         qk = att.qk_nope_dim + att.qk_rope_dim
         q = d_model * att.heads * qk if att.q_rank is None else d_model * att.q_rank + att.q_rank * att.heads * qk
@@ -114,7 +138,7 @@ def attention_matmul_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_mod
 
 def attention_flops_per_key(att: ir.Attention | ir.Mla | ir.GatedDeltaNet) -> int:
     """FLOPs one query spends on one visible key: its score and its share of the weighted values."""
-    if isinstance(att, ir.GatedDeltaNet):
+    if not ir.is_softmax(att):
         return 0  # it reads its state, not the keys
     if isinstance(att, ir.Mla):
         return 2 * att.heads * (att.qk_nope_dim + att.qk_rope_dim + att.v_dim)
@@ -176,6 +200,9 @@ def ffn_matmul_params(ffn, d_model: int) -> int:
     return (2 if isinstance(ffn, ir.Mlp) else 3) * d_model * ffn.hidden
 
 
+# The component of total_params each token mixer's parameters count in.
+MIXER_COMPONENTS = {"mha": "attention", "gqa": "attention", "mqa": "attention", "mla": "attention", "gated_deltanet": "linear_attention", "mamba2": "ssm", "short_conv": "short_conv"}
+
 NORMS_PER_BLOCK = {"pre": 2, "post": 2, "sandwich": 4, "post_residual": 2, "parallel": 1, "parallel_separate": 2}
 
 
@@ -183,11 +210,16 @@ def block_norm_params(block: ir.Block, d_model: int) -> int:
     return NORMS_PER_BLOCK[block.norms] * norm_params(block.norm, d_model)
 
 
-def recurrent_flops(att) -> int:
-    """FLOPs of a linear-attention layer's recurrent step outside its projections, the same at
-    every context (0 for softmax attention, whose cost is per visible key)."""
+def recurrent_flops(att, d_model: int) -> int:
+    """FLOPs of a recurrent layer's step outside its projections, the same at every context (0
+    for softmax attention, whose cost is per visible key)."""
     if isinstance(att, ir.GatedDeltaNet):
         return 2 * att.conv * att.conv_channels + 7 * att.heads * att.key_dim * att.value_dim
+    if isinstance(att, ir.ShortConv):
+        return 2 * att.conv * d_model + 2 * d_model  # the convolution and its two gates
+    if isinstance(att, ir.Mamba2):
+        # the convolution; per head decay the state, add dt · x ⊗ B, read it with C
+        return 2 * att.conv * att.conv_channels + 5 * att.heads * att.head_dim * att.state
     return 0
 
 
@@ -197,12 +229,22 @@ def state_bytes(att, bytes_per: int) -> int:
     matrices."""
     if isinstance(att, ir.GatedDeltaNet):
         return (att.conv - 1) * att.conv_channels * bytes_per + 4 * att.heads * att.key_dim * att.value_dim
+    if isinstance(att, ir.Mamba2):
+        return (att.conv - 1) * att.conv_channels * bytes_per + 4 * att.heads * att.head_dim * att.state
     return 0
 
 
-def kv_features(att: ir.Attention | ir.Mla | ir.GatedDeltaNet) -> int:
+def state_bytes_of(att, d_model: int, bytes_per: int) -> int:
+    """Bytes of one sequence's state in a layer (see state_bytes; a short convolution keeps its
+    last conv - 1 inputs of d_model features)."""
+    if isinstance(att, ir.ShortConv):
+        return (att.conv - 1) * d_model * bytes_per
+    return state_bytes(att, bytes_per)
+
+
+def kv_features(att) -> int:
     """Features one token stores per layer: its keys and values, or MLA's latent and shared rope key."""
-    if isinstance(att, ir.GatedDeltaNet):
+    if not ir.is_softmax(att):
         return 0
     if isinstance(att, ir.Mla):
         return att.kv_rank + att.qk_rope_dim
@@ -295,17 +337,16 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
     mtp = model.mtp * mtp_module_params(model, per_kind[model.layer_kinds[-1]].total)
     active = embedding + positions + head + final_norm + layers_active
 
-    softmax = [k for k in per_kind if ir.is_softmax(model.kinds[k].attention)]
     components = {
         "embedding": embedding,
         "positions": positions,
-        "attention": sum(counts[k] * per_kind[k].attention for k in softmax),
-        "linear_attention": sum(counts[k] * per_kind[k].attention for k in per_kind if k not in softmax),
+        **{name: 0 for name in MIXER_COMPONENTS.values()},
         **{name: 0 for name in ("dense_ffn", "routed_experts", "shared_experts", "routers")},
         "norms": sum(counts[k] * per_kind[k].norms for k in per_kind) + final_norm,
         "head": head,
     }
     for kind in per_kind:
+        components[MIXER_COMPONENTS[model.kinds[kind].attention.kind]] += counts[kind] * per_kind[kind].attention
         for name, count in ffn_components(model.kinds[kind].ffn, model.d_model).items():
             components[name] += counts[kind] * count
 
@@ -321,9 +362,9 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         per_token = kv_features(att) * bytes_per
         kv_per_token += n * per_token
         kv_total += n * per_token * cached_tokens(att, context)
-        state += n * state_bytes(att, bytes_per)
+        state += n * state_bytes_of(att, model.d_model, bytes_per)
         matmul = attention_matmul_params(att, model.d_model) + ffn_matmul_params(block.ffn, model.d_model)
-        flops += n * (2 * matmul + attention_flops_per_key(att) * visible_keys(att, context) + recurrent_flops(att))
+        flops += n * (2 * matmul + attention_flops_per_key(att) * visible_keys(att, context) + recurrent_flops(att, model.d_model))
     return Stats(
         total_params=total,
         active_params=active,
@@ -441,6 +482,22 @@ def attention_tensors(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: in
             TensorShape(f"{p}.norm.weight", (att.value_dim,)),
             TensorShape(f"{p}.out_proj.weight", (d_model, values)),
         ]
+    if isinstance(att, ir.Mamba2):
+        p = "mamba"
+        out = _linear(f"{p}.in_proj", att.inner + att.conv_channels + att.heads, d_model, att.bias, None)
+        out.append(TensorShape(f"{p}.conv1d.weight", (att.conv_channels, 1, att.conv)))
+        if att.conv_bias:
+            out.append(TensorShape(f"{p}.conv1d.bias", (att.conv_channels,)))
+        out += [TensorShape(f"{p}.{name}", (att.heads,)) for name in ("dt_bias", "A_log", "D")]
+        out.append(TensorShape(f"{p}.norm.weight", (att.inner,)))
+        return out + _linear(f"{p}.out_proj", d_model, att.inner, att.bias, None)
+    if isinstance(att, ir.ShortConv):
+        p = "conv"
+        out = _linear(f"{p}.in_proj", 3 * d_model, d_model, att.bias, None)
+        out.append(TensorShape(f"{p}.conv.weight", (d_model, 1, att.conv)))
+        if att.bias:
+            out.append(TensorShape(f"{p}.conv.bias", (d_model,)))
+        return out + _linear(f"{p}.out_proj", d_model, d_model, att.bias, None)
     p = "self_attn"
     if isinstance(att, ir.Mla):
         qk = att.qk_nope_dim + att.qk_rope_dim
@@ -560,8 +617,8 @@ def check_mesh(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1) -> None:
         att, ffn = block.attention, block.ffn
         where = f"of layer kind {kind}"
         if tp > 1:
-            if isinstance(att, ir.GatedDeltaNet):
-                raise ShardingError(f"tp={tp}: the gated_deltanet layers {where} are not split by tensor parallelism yet (dp and ep are)")
+            if not ir.is_softmax(att):
+                raise ShardingError(f"tp={tp}: the {att.kind} layers {where} are not split by tensor parallelism yet (dp and ep are)")
             if isinstance(att, ir.Mla):
                 need(tp, "tp", att.heads, f"attention heads {where}")
             else:

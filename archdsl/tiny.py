@@ -11,6 +11,8 @@ other constants (RoPE theta and scaling, eps, softcaps, explicit query scales) a
 MLA ranks become q_rank 32, kv_rank 16, qk_nope_dim 16, qk_rope_dim 8, v_dim 16 (4 heads).
 Gated DeltaNet keeps its value heads per query/key head (at most 2 query/key heads), with
 16 key features per head and values in the same ratio; its convolution keeps its taps.
+Mamba-2 keeps 2 heads of 16 features per group (at most 2 groups), 16 state features, chunks of
+at most 8 tokens.
 A MoE keeps top_k, its shared experts and its router, with at most 16 experts: DESIGN asks for
 at most 8, but top-8 models (DeepSeek, Qwen3, GLM) would then route every token to every
 expert, and the routing would go untested; expert groups keep at least 2 experts each.
@@ -133,6 +135,12 @@ def _block(b: ir.Block, full_d_model: int, d_model: int) -> ir.Block:
         attention = attention.model_copy(update={"query_scale": b.attention.query_scale if explicit else ir.mla_default_scale(attention, b.rope)})
     elif isinstance(b.attention, ir.GatedDeltaNet):
         attention = _deltanet(b.attention)
+    elif isinstance(b.attention, ir.Mamba2):
+        a = b.attention
+        groups = min(a.groups, 2)
+        attention = a.model_copy(update={"heads": 2 * groups, "groups": groups, "head_dim": HEAD_DIM, "state": 16, "chunk_size": min(a.chunk_size, MAX_WINDOW)})
+    elif isinstance(b.attention, ir.ShortConv):
+        attention = b.attention  # its width is d_model
     else:
         attention = _attention(b.attention)
     return b.model_copy(update={"attention": attention, "ffn": _ffn(b.ffn, full_d_model, d_model)})

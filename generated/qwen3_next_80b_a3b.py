@@ -236,6 +236,23 @@ class KVCache:
         )
 
 
+def causal_conv(
+    x: torch.Tensor, weight: torch.Tensor, past: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal convolution over time: x [b, t, channels], weight [channels, 1, taps].
+
+    Each output mixes its own input with the taps - 1 before it, which for the first tokens
+    come from `past` [b, channels, taps - 1] (the inputs before x; zeros at the start).
+    Returns the outputs [b, t, channels] and the last taps - 1 inputs, the next call's past."""
+    x = x.transpose(1, 2)  # [b, channels, t]
+    taps = weight.shape[-1]
+    if past is None:
+        past = x.new_zeros(x.shape[0], x.shape[1], taps - 1)
+    inputs = torch.cat((past.to(x.dtype), x), dim=-1)
+    out = F.conv1d(inputs, weight, groups=x.shape[1])
+    return out.transpose(1, 2), inputs[:, :, inputs.shape[-1] - (taps - 1) :]
+
+
 class GatedRMSNorm(nn.Module):
     """RMS norm of each head's output, then a SiLU gate: norm(x) · weight · silu(gate)."""
 
@@ -254,23 +271,6 @@ class GatedRMSNorm(nn.Module):
 def unit_length(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """x scaled to length 1 along its last dimension."""
     return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
-
-
-def causal_conv(
-    x: torch.Tensor, weight: torch.Tensor, past: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depthwise causal convolution over time: x [b, t, channels], weight [channels, 1, taps].
-
-    Each output mixes its own input with the taps - 1 before it, which for the first tokens
-    come from `past` [b, channels, taps - 1] (the inputs before x; zeros at the start).
-    Returns the outputs [b, t, channels] and the last taps - 1 inputs, the next call's past."""
-    x = x.transpose(1, 2)  # [b, channels, t]
-    taps = weight.shape[-1]
-    if past is None:
-        past = x.new_zeros(x.shape[0], x.shape[1], taps - 1)
-    inputs = torch.cat((past.to(x.dtype), x), dim=-1)
-    out = F.conv1d(inputs, weight, groups=x.shape[1])
-    return out.transpose(1, 2), inputs[:, :, inputs.shape[-1] - (taps - 1) :]
 
 
 def delta_rule_step(
@@ -970,14 +970,13 @@ HF_CONFIG = """
 "linear_attention", "linear_attention", "linear_attention", "full_attention", "linear_attention",
 "linear_attention", "linear_attention", "full_attention", "linear_attention", "linear_attention",
 "linear_attention", "full_attention"], "num_attention_heads": 16, "num_key_value_heads": 2,
-"head_dim": 256, "attention_bias": false, "attn_output_gate": true,
-"rope_parameters": {"rope_theta": 10000000.0, "rope_type": "default",
-"partial_rotary_factor": 0.25}, "linear_num_value_heads": 32, "linear_num_key_heads": 16,
-"linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4,
-"hidden_act": "silu", "decoder_sparse_step": 1, "mlp_only_layers": [], "intermediate_size": 5632,
-"num_experts": 512, "num_experts_per_tok": 10, "moe_intermediate_size": 512,
-"shared_expert_intermediate_size": 512, "norm_topk_prob": true, "pad_token_id": null,
-"bos_token_id": null, "eos_token_id": null}
+"head_dim": 256, "attention_bias": false, "rope_parameters": {"rope_theta": 10000000.0,
+"rope_type": "default", "partial_rotary_factor": 0.25}, "linear_num_value_heads": 32,
+"linear_num_key_heads": 16, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+"linear_conv_kernel_dim": 4, "hidden_act": "silu", "decoder_sparse_step": 1,
+"mlp_only_layers": [], "intermediate_size": 5632, "num_experts": 512, "num_experts_per_tok": 10,
+"moe_intermediate_size": 512, "shared_expert_intermediate_size": 512, "norm_topk_prob": true,
+"pad_token_id": null, "bos_token_id": null, "eos_token_id": null}
 """
 
 

@@ -52,6 +52,10 @@ SIZES = {
     "linear_num_key_heads": 2,
     "linear_key_head_dim": 16,
     "linear_value_head_dim": 16,
+    "mamba_n_heads": 4,
+    "mamba_d_head": 32,
+    "mamba_d_state": 16,
+    "mamba_chunk_size": 8,
 }
 # Lists transformers derives from other keys when they are absent.
 DERIVED = ("layer_types", "no_rope_layers", "moe_layers", "mlp_layer_types")
@@ -68,6 +72,8 @@ OVERRIDES: dict[str, dict] = {
     "ernie4_5_moe": {"moe_layer_end_index": -1},
     # transformers' DBRX fails without clip_qkv (it clamps with no bounds); DBRX's is 8
     "dbrx": {"attn_config": {"kv_n_heads": 2, "clip_qkv": 8.0, "rope_theta": 10000.0}, "ffn_config": {"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 2, "moe_normalize_expert_weights": 1.0}},
+    "lfm2": {"full_attn_idxs": [1, 3], "block_multiple_of": 16},  # by default every layer is attention
+    "granitemoehybrid": {"layer_types": ["mamba", "attention", "mamba", "mamba"]},  # by default every layer is Mamba-2
     "dots1": {"n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2},  # null by default: transformers crashes
 }
 
@@ -145,6 +151,11 @@ VARIANTS: dict[str, dict[str, dict]] = {
     # hybrids: every other layer full attention, a bias on it, GQA in the linear layers' key heads
     # (4 value heads over 2 query/key heads by default, here 1), as published configs write them
     "qwen3_next": {"interleaved": {"full_attention_interval": 2, "attention_bias": True, "linear_num_key_heads": 1, "mlp_only_layers": [0]}},
+    "granitemoehybrid": {
+        "rope_groups_dense": {"position_embedding_type": "rope", "mamba_n_groups": 2, "num_local_experts": 0, "mamba_proj_bias": True, "mamba_conv_bias": False,
+                              "embedding_multiplier": 12.0, "attention_multiplier": 0.015625, "residual_multiplier": 0.22, "logits_scaling": 8.0},
+    },
+    "lfm2": {"conv_bias": {"conv_bias": True, "conv_L_cache": 4, "block_auto_adjust_ff_dim": False}},
     "qwen3_5_text": {
         "published_keys": {"attn_output_gate": True, "mamba_ssm_dtype": "float32", "mtp_num_hidden_layers": 1, "mtp_use_dedicated_embeddings": False,
                            "rope_parameters": {"mrope_interleaved": True, "mrope_section": [2, 1, 1], "rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.5}},

@@ -1,7 +1,8 @@
-"""Linear attention (Gated DeltaNet) and hybrid models: the chunked (prompt) and recurrent
-(decode) forms agree; greedy decoding through the recurrent state equals transformers' over more
-steps than a chunk; the cache holds the KV + state bytes `archdsl stats` predicts, at 262,144
-tokens too; the IR refuses what makes no sense; tensor parallelism refuses linear layers.
+"""Token mixers without softmax attention (Gated DeltaNet, short convolutions) and hybrid models:
+the parallel (prompt) and recurrent (decode) forms agree; greedy decoding through the recurrent
+state equals transformers' over more steps than a chunk; the cache holds the KV + state bytes
+`archdsl stats` predicts, at 262,144 tokens too; the published configs count as transformers
+does; the IR refuses what makes no sense; tensor parallelism refuses these layers.
 
 Per-family parity (logits, greedy tokens, init, counts, every config key) is in test_families.py,
 and the spec's tiny twin against transformers in test_parity.py, as for every family and spec."""
@@ -9,6 +10,7 @@ and the spec's tiny twin against transformers in test_parity.py, as for every fa
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +27,7 @@ from helpers import generate, hf_reference, import_path, load_model
 
 transformers = pytest.importorskip("transformers")
 
-HYBRIDS = ["qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"]
+HYBRIDS = ["qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid"]
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +134,110 @@ def test_greedy_decoding_matches_transformers_past_a_chunk(model_type, tmp_path)
     assert torch.equal(mine, theirs)
 
 
+@pytest.fixture(scope="module")
+def tiny_lfm2(tmp_path_factory):
+    m = generate("lfm2-1.2b", tmp_path_factory.mktemp("lfm2"), tiny=True)
+    torch.manual_seed(0)
+    model = m.Model(m.Config())
+    model.init_weights(std=0.1)
+    return m, model.eval()
+
+
+def test_short_convolution_reads_as_it_decodes(tiny_lfm2):
+    """One short-convolution layer: a 30-token pass equals feeding the tokens one at a time."""
+    m, model = tiny_lfm2
+    layer = next(x for x in model.modules() if type(x).__name__ == "ShortConv")
+    x = torch.randn(2, 30, m.Config().d_model, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        full = layer(x)
+        state = m.ConvCache(2, m.Config().d_model, m.Config().conv_taps, None, torch.float32)
+        steps = torch.cat([layer(x[:, i : i + 1], state) for i in range(30)], dim=1)
+    assert relative(steps, full) <= 2e-6
+    assert state.conv.shape == (2, m.Config().d_model, m.Config().conv_taps - 1)
+
+
+MAMBA = """model tiny_mamba "Mamba-2 and attention" {
+  vocab 256
+  d_model 64
+  context 128
+  norm rms
+  ffn swiglu(hidden=128)
+  block ssm {
+    attention mamba2(heads=4, head_dim=32, state=16, groups=2, chunk_size=4)
+  }
+  block full {
+    attention gqa(heads=4, kv_heads=2)
+  }
+  layers ssm, full, ssm
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_mamba(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mamba")
+    path = tmp / "mamba.arch"
+    path.write_text(MAMBA)
+    from archdsl.cli import main
+
+    assert main(["generate", str(path), "-o", str(tmp)]) == 0
+    m = import_path(tmp / "tiny_mamba.py")
+    torch.manual_seed(0)
+    model = m.Model(m.Config())
+    model.init_weights(std=0.1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return m, model.eval()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 64])
+def test_mamba2_chunked_and_recurrent_forms_agree(tiny_mamba, chunk):
+    """One Mamba-2 layer: the parallel form over 30 tokens, in chunks of `chunk`, gives the
+    outputs of the recurrent form fed one token at a time."""
+    m, model = tiny_mamba
+    layer = next(x for x in model.modules() if type(x).__name__ == "Mamba2")
+    layer.chunk_size = chunk
+    c = m.Config()
+    x = torch.randn(2, 30, c.d_model, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        full = layer(x)
+        state = m.Mamba2Cache(2, c.ssm_heads * c.ssm_head_dim + 2 * c.ssm_groups * c.ssm_state, c.ssm_conv, c.ssm_heads, c.ssm_head_dim, c.ssm_state, None, torch.float32)
+        steps = torch.cat([layer(x[:, i : i + 1], state) for i in range(30)], dim=1)
+    layer.chunk_size = c.ssm_chunk
+    assert relative(steps, full) <= 2e-6
+
+
+def test_mamba2_model_decodes_as_it_reads(tiny_mamba):
+    m, model = tiny_mamba
+    ids = torch.randint(0, 256, (2, 30), generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        full = model(ids)
+        cache = m.KVCache(m.Config(), 2, 30)
+        pieces = torch.cat([model(ids[:, :7], cache)] + [model(ids[:, i : i + 1], cache) for i in range(7, 30)], dim=1)
+    assert relative(pieces, full) <= MODEL_RTOL
+    s = compute(loads(MAMBA), context=30, dtype="fp32")
+    # 2 Mamba-2 layers: 3 convolution inputs of 4 · 32 + 2 · 2 · 16 channels, and 4 heads of 32 × 16 in float32
+    single = m.KVCache(m.Config(), 1, 30)  # stats count one sequence
+    assert s.state_bytes == 2 * (3 * (128 + 64) * 4 + 4 * 4 * 32 * 16) == single.nbytes() - s.kv_cache_bytes
+
+
+HYBRID_FLAGSHIPS = json.loads((Path(__file__).parent / "data" / "hybrids.json").read_text())
+
+
+@pytest.mark.parametrize("model_type, spec", [("qwen3_next", "qwen3-next-80b-a3b"), ("lfm2", "lfm2-1.2b")])
+def test_published_configs_count_as_transformers_does(model_type, spec):
+    """The published config (tests/data/hybrids.json: the keys found, transformers' defaults for
+    the rest) imports to the spec's model, and transformers' model of it on the meta device has
+    exactly that many parameters."""
+    config = dict(HYBRID_FLAGSHIPS[model_type]["config"], model_type=model_type)
+    model = import_hf(config, load_model(spec).name)
+    assert compute(model).total_params == compute(load_model(spec)).total_params
+    with torch.device("meta"):
+        hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config))
+    assert sum(p.numel() for p in hf.parameters()) == compute(model).total_params
+
+
 # ---- the cache and the statistics ------------------------------------------------------------
 
 
@@ -218,6 +324,7 @@ def test_defaults_and_derived_sizes():
         (("key_dim=16)", "key_dim=16)\n    rope theta=10_000"), "gated_deltanet layers take no positions"),
         (("key_dim=16", "key_dim=0"), "'key_dim' must be positive"),
         (("output_gate", "output_gate, qk_norm=full"), "output gate is not supported together with"),
+        (("gated_deltanet(heads=4, key_heads=2, key_dim=16)", "mamba2(heads=4, head_dim=16, state=8, groups=3)"), "heads 4 is not divisible by groups 3"),
     ],
 )
 def test_bad_settings_are_refused_where_they_are_written(change, message):

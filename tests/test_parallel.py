@@ -1,5 +1,5 @@
 """parallelize(): FSDP2 ("dp"), tensor parallelism ("tp") and expert parallelism ("ep") on 4 CPU
-processes (gloo), for a dense, a MoE and an MLA + MoE model.
+processes (gloo), for a dense, a MoE, an MLA + MoE and a hybrid (Gated DeltaNet, short convolution) model.
 
 One set of 4 processes runs every case (tests/parallel_worker.py). For each (model, mesh): the
 logits after init_weights() (same seed) and after a sharded load equal the single-process logits; three AdamW steps give the same
@@ -106,6 +106,24 @@ model par_mla "mla" {
   layers 1 x dense, 2 x moe
 }
 """,
+    "hybrid": """
+model par_hybrid "Gated DeltaNet, short convolution and gated attention, with experts" {
+  vocab 256; d_model 64; context 64
+  norm rms(eps=1e-6, zero_centered, weight_fp32)
+  ffn moe(experts=8, top_k=2, hidden=32, shared=1, shared_gate, router=softmax_topk(normalize))
+  block linear {
+    attention gated_deltanet(heads=4, key_heads=2, key_dim=16)
+  }
+  block conv {
+    attention short_conv(conv=3, bias)
+  }
+  block full {
+    attention gqa(heads=8, kv_heads=4, head_dim=16, qk_norm, output_gate)
+    rope theta=10_000 fraction=0.5
+  }
+  layers linear, conv, full
+}
+""",
 }
 MESHES = {
     "dp4": (("dp",), (4,)),
@@ -114,9 +132,10 @@ MESHES = {
 }
 # any order of the dimensions: "ep" before "dp" too
 MOE_MESHES = {"dp2ep2": (("dp", "ep"), (2, 2)), "ep4": (("ep",), (4,)), "ep2tp2": (("ep", "tp"), (2, 2)), "ep2dp2": (("ep", "dp"), (2, 2))}
-CASES = [(m, mesh) for m in SPECS if m not in ("full", "oss") for mesh in MESHES] + [("full", "tp4"), ("oss", "tp4"), ("oss", "dp2ep2")] + [(m, mesh) for m in ("moe", "mla") for mesh in MOE_MESHES]
+CASES = [(m, mesh) for m in SPECS if m not in ("full", "oss", "hybrid") for mesh in MESHES] + [("full", "tp4"), ("oss", "tp4"), ("oss", "dp2ep2")] + [(m, mesh) for m in ("moe", "mla") for mesh in MOE_MESHES]
 CASES.append(("moe", "dp2tp2-checkpointing"))
 CASES.append(("mla_fp8", "dp2tp2"))
+CASES += [("hybrid", "dp4"), ("hybrid", "dp2ep2")]  # tensor parallelism refuses linear layers yet
 RTOL = 1e-5
 FULL_SIZE = ["deepseek-v3", "gpt-oss-120b", "llama4-maverick", "qwen3-235b-a22b"]
 

@@ -26,6 +26,10 @@ def component(name: str) -> str:
         return "attention"
     if sub == "linear_attn":
         return "linear_attention"
+    if sub == "conv":
+        return "short_conv"
+    if sub == "mamba":
+        return "ssm"
     if sub.endswith("layernorm"):
         return "norms"
     assert sub == "mlp", name

@@ -56,6 +56,16 @@ def sizes(p: Planner) -> None:
     p.linear_value_dim = field("linear_value_dim", lambda a: a.value_dim, "Gated DeltaNet: value features per head", deltanet)
     p.linear_conv = field("linear_conv", lambda a: a.conv, "Gated DeltaNet: taps of the causal convolution", deltanet)
     p.linear_norm_eps = field("linear_norm_eps", lambda a: a.norm_eps, "Gated DeltaNet: eps of the output norm", deltanet)
+    mamba = {k: a for k, a in att.items() if isinstance(a, ir.Mamba2)}
+    p.ssm_heads = field("ssm_heads", lambda a: a.heads, "Mamba-2: heads, each with its own state", mamba)
+    p.ssm_head_dim = field("ssm_head_dim", lambda a: a.head_dim, "Mamba-2: features per head", mamba)
+    p.ssm_state = field("ssm_state", lambda a: a.state, "Mamba-2: state features (the width of B and C)", mamba)
+    p.ssm_groups = field("ssm_groups", lambda a: a.groups, "Mamba-2: groups of heads sharing B and C", mamba)
+    p.ssm_conv = field("ssm_conv", lambda a: a.conv, "Mamba-2: taps of the causal convolution", mamba)
+    p.ssm_chunk = field("ssm_chunk", lambda a: a.chunk_size, "Mamba-2: tokens per chunk of the parallel form; any size computes the same", mamba)
+    p.ssm_norm_eps = field("ssm_norm_eps", lambda a: a.norm_eps, "Mamba-2: eps of the output norm", mamba)
+    short_conv = {k: a for k, a in att.items() if isinstance(a, ir.ShortConv)}
+    p.conv_taps = field("conv_taps", lambda a: a.conv, "short convolution: taps of the causal convolution", short_conv)
     if deltanet:
         p.cfg.add("chunk_size", 64, "Gated DeltaNet: tokens per chunk of the parallel form (prompts); any size computes the same")
 
@@ -71,7 +81,31 @@ def classes(p: Planner) -> dict[str, str]:
         rope = masks.input_mode(p, "rope", k, [k])
         mask = masks.input_mode(p, "mask", k, [k])
         rope_fn = {"interleaved": "apply_rope_interleaved", "half_reversed": "apply_rope_reversed"}.get(b.rope.layout if b.rope is not None else "", "apply_rope")
-        if isinstance(a, ir.GatedDeltaNet):
+        if isinstance(a, ir.ShortConv):
+            context = {
+                "template": "shortconv.py.j2",
+                "doc": doc(a),
+                "d_model": "config.d_model",
+                "conv": f"config.{p.conv_taps[k]}",
+                "conv_doc": a.conv if len(set(p.conv_taps.values()) - {None}) == 1 else "conv_taps",
+                "bias": a.bias,
+            }
+        elif isinstance(a, ir.Mamba2):
+            context = {
+                "template": "mamba2.py.j2",
+                "doc": doc(a),
+                "d_model": "config.d_model",
+                "heads": f"config.{p.ssm_heads[k]}",
+                "head_dim": f"config.{p.ssm_head_dim[k]}",
+                "state": f"config.{p.ssm_state[k]}",
+                "groups": f"config.{p.ssm_groups[k]}",
+                "conv": f"config.{p.ssm_conv[k]}",
+                "chunk": f"config.{p.ssm_chunk[k]}",
+                "norm_eps": f"config.{p.ssm_norm_eps[k]}",
+                "conv_bias": a.conv_bias,
+                "bias": a.bias,
+            }
+        elif isinstance(a, ir.GatedDeltaNet):
             context = {
                 "template": "deltanet.py.j2",
                 "doc": doc(a),
@@ -136,10 +170,20 @@ def classes(p: Planner) -> dict[str, str]:
         rendered.setdefault(key, []).append(k)
         contexts[key] = context
     ctor = {}
-    softmax = [key for key in rendered if contexts[key]["template"] != "deltanet.py.j2"]
-    deltanet = [key for key in rendered if key not in softmax]
+    templates = {key: contexts[key]["template"] for key in rendered}
+    softmax = [key for key in rendered if templates[key] in ("attention.py.j2", "mla.py.j2")]
+    deltanet = [key for key in rendered if templates[key] == "deltanet.py.j2"]
+    convs = [key for key in rendered if templates[key] == "shortconv.py.j2"]
+    mambas = [key for key in rendered if templates[key] == "mamba2.py.j2"]
+    if deltanet or convs or mambas:  # causal_conv(), with a bias argument where a convolution has one
+        p.plan.conv_bias = any(contexts[key]["bias"] for key in convs) or any(contexts[key]["conv_bias"] for key in mambas)
     for key, group in rendered.items():
-        if key in deltanet:
+        if key in mambas:
+            name = p.class_name("Mamba2" if len(mambas) == 1 else f"{camel(group[0])}Mamba2")
+            contexts[key]["first"] = key == mambas[0]
+        elif key in convs:
+            name = p.class_name("ShortConv" if len(convs) == 1 else f"{camel(group[0])}ShortConv")
+        elif key in deltanet:
             name = p.class_name("GatedDeltaNet" if len(deltanet) == 1 else f"{camel(group[0])}GatedDeltaNet")
             contexts[key]["first"] = key == deltanet[0]  # the first one brings the functions they share
         else:
@@ -155,8 +199,16 @@ def classes(p: Planner) -> dict[str, str]:
     return ctor
 
 
-def doc(a: ir.Attention | ir.Mla | ir.GatedDeltaNet) -> str:
-    """The attention class's docstring."""
+def doc(a: ir.Attention | ir.Mla | ir.GatedDeltaNet | ir.ShortConv) -> str:
+    """The token mixer class's docstring."""
+    if isinstance(a, ir.Mamba2):
+        shared = f"; B and C shared by the heads of each of {a.groups} groups" if a.groups > 1 else "; B and C shared by all heads"
+        return f"Mamba-2 (a selective state space model): {a.heads} heads of {a.head_dim} features, each with a {a.head_dim} × {a.state} state in place of a KV cache{shared}."
+    if isinstance(a, ir.ShortConv):
+        return (
+            "Gated short convolution (LFM2): out(C · conv(B · x)), where B, C and x are three projections of the "
+            f"input and conv mixes each feature over the last {a.conv} tokens."
+        )
     if isinstance(a, ir.GatedDeltaNet):
         shared = f"; {a.groups} value heads per query/key head" if a.groups > 1 else ""
         return f"Gated DeltaNet (linear attention): {a.heads} heads, each with a {a.key_dim} × {a.value_dim} state in place of a KV cache{shared}."

@@ -8,14 +8,19 @@ from . import norms
 from .plan import Planner, camel, condition, kinds_phrase, layer_types_expr
 
 
+# The token mixer's attribute, named as in Hugging Face checkpoints: self_attn for attention,
+# linear_attn for linear attention (Qwen3-Next), mamba for Mamba-2 (Granite 4.0-H), conv for a
+# short convolution (LFM2).
+MIXER_NAMES = {"gated_deltanet": "linear_attn", "mamba2": "mamba", "short_conv": "conv"}
+
+
 def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]) -> None:
     """The block classes (block.py.j2): one per norm placement and norm, its modules chosen per kind."""
     residual_scale = p.per_kind("residual_scale", lambda b: b.residual_scale if b.residual_scale != 1 else None, "sublayer outputs are multiplied by this before the residual sum")
     block_groups: dict[tuple, list[str]] = {}
     for k, b in p.blocks.items():
         ctor = norms.ctor(b.norm, "config.d_model", p.norm_eps[k])
-        # the token mixer, named as in Hugging Face checkpoints: self_attn, or linear_attn for linear attention
-        mixer = "self_attn" if ir.is_softmax(b.attention) else "linear_attn"
+        mixer = MIXER_NAMES.get(b.attention.kind, "self_attn")
         block_groups.setdefault((b.norms, ctor, mixer), []).append(k)
     for (placement, ctor, mixer), group in block_groups.items():
         name = p.class_name("Block" if len(block_groups) == 1 else f"{camel(group[0])}Block")

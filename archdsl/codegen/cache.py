@@ -18,7 +18,13 @@ def plan(p: Planner) -> None:
         ring[k] = bound is not None
     by_ctor: dict[str, list[str]] = {}
     for k, a in every.items():
-        if isinstance(a, ir.GatedDeltaNet):
+        if isinstance(a, ir.ShortConv):
+            ctor = f"ConvCache(batch, config.d_model, config.{p.conv_taps[k]}, device, dtype)"
+        elif isinstance(a, ir.Mamba2):
+            heads, head_dim, state = (f"config.{f[k]}" for f in (p.ssm_heads, p.ssm_head_dim, p.ssm_state))
+            channels = f"{heads} * {head_dim} + 2 * config.{p.ssm_groups[k]} * {state}"
+            ctor = f"Mamba2Cache(batch, {channels}, config.{p.ssm_conv[k]}, {heads}, {head_dim}, {state}, device, dtype)"
+        elif isinstance(a, ir.GatedDeltaNet):
             channels = f"2 * config.{p.linear_key_heads[k]} * config.{p.linear_key_dim[k]} + config.{p.linear_heads[k]} * config.{p.linear_value_dim[k]}"
             ctor = (
                 f"DeltaNetCache(batch, {channels}, config.{p.linear_conv[k]}, config.{p.linear_heads[k]}, "
@@ -49,10 +55,18 @@ def plan(p: Planner) -> None:
     linear = [k for k, a in every.items() if isinstance(a, ir.GatedDeltaNet)]
     if linear:
         doc += f" {', '.join(linear)} layers (Gated DeltaNet) keep a state whose size does not depend on the length."
+    mambas = [k for k, a in every.items() if isinstance(a, ir.Mamba2)]
+    if mambas:
+        doc += f" {', '.join(mambas)} layers (Mamba-2) keep a state whose size does not depend on the length."
+    convs = [k for k, a in every.items() if isinstance(a, ir.ShortConv)]
+    if convs:
+        doc += f" {', '.join(convs)} layers (short convolutions) keep their convolution's last inputs."
     dict_text = lambda d: "{" + ", ".join(f'"{k}": {v}' for k, v in d.items()) + "}"  # noqa: E731
     p.plan.cache = {
         "latent": any(isinstance(a, ir.Mla) for a in att.values()),
         "deltanet": bool(linear),
+        "conv": bool(convs),
+        "mamba2": bool(mambas),
         "slots": dict_text(slots),
         "ring": dict_text({k: str(v) for k, v in ring.items()}),
         "kinds_expr": "config.layer_types" if len(p.kinds) > 1 else f'["{p.kinds[0]}"] * config.n_layers',

@@ -78,8 +78,9 @@ def plan(p: Planner, tables: Fields) -> None:
         per_kind |= arg.endswith("[layer_type]")
         loop_args += f", {arg}"
         add("temperature", temps, "torch.Tensor", any(v is None for v in temps.values()))
-    cache_types = {"LatentCache" if isinstance(a, ir.Mla) else "DeltaNetCache" if isinstance(a, ir.GatedDeltaNet) else "LayerCache" for a in att.values()}
-    cache_type = " | ".join(t for t in ("LayerCache", "LatentCache", "DeltaNetCache") if t in cache_types)
+    classes = {ir.Mla: "LatentCache", ir.GatedDeltaNet: "DeltaNetCache", ir.Mamba2: "Mamba2Cache", ir.ShortConv: "ConvCache"}
+    cache_types = {classes.get(type(a), "LayerCache") for a in att.values()}
+    cache_type = " | ".join(t for t in ("LayerCache", "LatentCache", "DeltaNetCache", "Mamba2Cache", "ConvCache") if t in cache_types)
     signature += f", cache: {cache_type} | None = None"
     block_args += ", cache"
     p.plan.layer_args_signature = signature

@@ -89,6 +89,24 @@ def custom_init(p: Planner) -> list[dict]:
         ]
         out.append({"classes": class_tuple(deltanet), "lines": lines})
         out.append({"classes": "GatedRMSNorm", "lines": ["nn.init.ones_(module.weight)"]})
+    mambas = [c for c in p.plan.attention_classes if c["template"] == "mamba2.py.j2"]
+    for bias in (False, True):
+        names = [c["name"] for c in mambas if c["conv_bias"] == bias]
+        if names:
+            lines = ["nn.init.normal_(module.conv1d.weight, mean=0.0, std=std)"] + (["nn.init.zeros_(module.conv1d.bias)"] if bias else [])
+            lines += [
+                "nn.init.ones_(module.dt_bias)",
+                "nn.init.ones_(module.D)",
+                "module.A_log.copy_(torch.arange(1, module.heads + 1, dtype=torch.float32).log())  # A = -1, -2, ..., -heads",
+            ]
+            out.append({"classes": class_tuple(names), "lines": lines})
+    if mambas:
+        out.append({"classes": "GatedGroupRMSNorm", "lines": ["nn.init.ones_(module.weight)"]})
+    for bias in (False, True):  # the short convolutions' filters (and biases)
+        convs = [c["name"] for c in p.plan.attention_classes if c["template"] == "shortconv.py.j2" and c["bias"] == bias]
+        if convs:
+            lines = ["nn.init.normal_(module.conv.weight, mean=0.0, std=std)"] + (["nn.init.zeros_(module.conv.bias)"] if bias else [])
+            out.append({"classes": class_tuple(convs), "lines": lines})
     sinks = [c["name"] for c in p.plan.attention_classes if c.get("sinks")]
     if sinks:
         draw = "normal_(module.sinks, mean=0.0, std=std)" if "sinks" in p.init.normal else "zeros_(module.sinks)"
@@ -120,6 +138,10 @@ def describe(model: ir.Model) -> list[str]:
         if isinstance(a, ir.Mla):
             q = f"q_rank {a.q_rank}, " if a.q_rank else ""
             att = f"MLA {a.heads} heads ({q}kv_rank {a.kv_rank}, qk {a.qk_nope_dim}+{a.qk_rope_dim}, v {a.v_dim})"
+        elif isinstance(a, ir.Mamba2):
+            att = f"Mamba-2 {a.heads} heads × {a.head_dim} (state {a.state}, {a.groups} group{'s' if a.groups > 1 else ''}, conv {a.conv})"
+        elif isinstance(a, ir.ShortConv):
+            att = f"gated short convolution ({a.conv} taps)"
         elif isinstance(a, ir.GatedDeltaNet):
             att = f"Gated DeltaNet {a.heads} heads ({a.key_heads} query/key heads, state {a.key_dim}×{a.value_dim}, conv {a.conv})"
         else:

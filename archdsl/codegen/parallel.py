@@ -16,8 +16,8 @@ def plan(p: Planner) -> None:
     mla = sinks = False
     linear = False
     for a in p.plan.attention_classes:
-        if a["template"] == "deltanet.py.j2":
-            linear = True
+        if a["template"] in ("deltanet.py.j2", "shortconv.py.j2", "mamba2.py.j2"):
+            linear = linear or a["template"]
             continue
         if a["template"] == "mla.py.j2":
             mla = True
@@ -34,8 +34,9 @@ def plan(p: Planner) -> None:
         elif style:
             entries["self_attn.q_norm"] = entries["self_attn.k_norm"] = style
         sinks = sinks or a["sinks"]
-    if linear:
-        refused.append("Gated DeltaNet layers")
+    for template, what in (("deltanet.py.j2", "Gated DeltaNet layers"), ("mamba2.py.j2", "Mamba-2 layers"), ("shortconv.py.j2", "short convolution layers")):
+        if any(a["template"] == template for a in p.plan.attention_classes):
+            refused.append(what)
     if any(f["xielu"] for f in p.plan.ffn_classes):
         refused.append("the xIELU activation's learned parameters")
     dense = [b.ffn for b in p.blocks.values() if not isinstance(b.ffn, ir.Moe)]
@@ -50,7 +51,7 @@ def plan(p: Planner) -> None:
         "tp_plan": entries,
         "refused": refused,
         "mla": mla,
-        "linear": linear,
+        "linear": bool(linear),
         "sinks": sinks,
         "moe": bool(p.plan.moe),
         "tied": p.model.embedding.tied,

@@ -97,6 +97,7 @@ class Plan:
     masks: dict = field(default_factory=dict)
     temperatures: dict = field(default_factory=dict)
     attention_classes: list[dict] = field(default_factory=list)
+    conv_bias: bool | None = None  # causal_conv() is defined (None: not), with a bias argument
     ffn_classes: list[dict] = field(default_factory=list)
     moe: dict | None = None
     mtp: dict | None = None
@@ -139,7 +140,7 @@ class Planner:
         # class names the templates define themselves; every planned class takes a new name
         self.class_names = {
             "Config", "Model", "RMSNorm", "ZeroCenteredLayerNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
-            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU", "DeltaNetCache", "GatedRMSNorm",
+            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU", "DeltaNetCache", "GatedRMSNorm", "ConvCache", "Mamba2Cache", "GatedGroupRMSNorm",
         }
         # set by norms.plan
         self.model_label = "model"  # the label of the model's own norms among the layer kinds
@@ -168,6 +169,14 @@ class Planner:
         self.linear_value_dim: Fields = {}
         self.linear_conv: Fields = {}
         self.linear_norm_eps: Fields = {}
+        self.conv_taps: Fields = {}  # the short convolution's
+        self.ssm_heads: Fields = {}  # Mamba-2's sizes
+        self.ssm_head_dim: Fields = {}
+        self.ssm_state: Fields = {}
+        self.ssm_groups: Fields = {}
+        self.ssm_conv: Fields = {}
+        self.ssm_chunk: Fields = {}
+        self.ssm_norm_eps: Fields = {}
         # set by rope.plan: the Config fields of the lengths at which LongRoPE switches factors
         self.rope_switch: list[str] = []
         # set by masks.plan: the inputs each layer receives and the forward's setup lines

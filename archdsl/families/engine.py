@@ -294,6 +294,7 @@ class Const(Spec):
     value: Any
     why: str = ""
     accept: tuple = ()  # other values that mean the same
+    written: bool = True  # export writes it (else: a key some configs carry, and the family's class does not)
 
     def __post_init__(self) -> None:
         self.keys = (self.hf,)
@@ -305,7 +306,8 @@ class Const(Spec):
                 raise config.refuse(self.hf, value, self.why or f"archdsl reads {short(self.value)} only")
 
     def write(self, view, config):
-        config[self.hf] = self.value
+        if self.written:
+            config[self.hf] = self.value
 
 
 @dataclass
@@ -536,7 +538,7 @@ def complete(flat: dict, top: dict) -> dict:
     """Fill what the language derives: the attention kind from the head counts, head_dim =
     d_model / heads, kv_heads = heads, query_scale = head_dim ** -0.5, shared experts' width."""
     flat = dict(flat)
-    if flat.get("attention.kind") not in ("mla", "gated_deltanet"):
+    if flat.get("attention.kind") not in ("mla", "gated_deltanet", "mamba2", "short_conv"):  # those have no heads to complete
         heads = flat.get("attention.heads")
         kv = flat.get("attention.kv_heads") or heads
         flat["attention.kv_heads"] = kv

@@ -6,49 +6,69 @@ Their layers differ along a "mixer" axis: `full` layers keep softmax attention (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from ..checkpoints import Naming, Rule
 from .common import FULL, RopeKeys, SparseStep, swiglu
-from .engine import Axis, Const, Derived, Family, Fixed, HFError, Key, Spec, ffn_axis
+from .engine import Axis, Const, Custom, Derived, Family, Fixed, HFError, Key, Spec, ffn_axis
 from .tables import family, moe
 
 LINEAR = "linear_attention"
 
 
-def mixer_axis() -> Axis:
-    return Axis("mixer", ("full", "linear"), lambda flat: "linear" if flat.get("attention.kind") == "gated_deltanet" else "full")
+def mixer_axis(tag: str = "linear", kind: str = "gated_deltanet") -> Axis:
+    """Layers whose token mixer is of `kind` carry `tag`; the others (softmax attention) `full`."""
+    return Axis("mixer", ("full", tag), lambda flat: tag if flat.get("attention.kind") == kind else "full")
+
+
+def every_fourth_full(config, n: int) -> list[str]:
+    """Qwen3-Next's default layer types: every full_attention_interval-th layer full attention."""
+    interval = config.get("full_attention_interval", int, 4)
+    if interval < 1:
+        raise config.refuse("full_attention_interval", interval, "it must be at least 1")
+    return [LINEAR if (i + 1) % interval else FULL for i in range(n)]
 
 
 @dataclass
-class LinearLayers(Spec):
-    """Which layers are linear attention: `layer_types` (linear_attention / full_attention), or,
-    when absent, every `interval_key`-th layer full and the others linear."""
+class MixerLayers(Spec):
+    """Which layers are softmax attention (`full_attention`) and which have the other mixer
+    (`other`, tagged `tag`): `layer_types`, or, when absent, `default_types(config, n)`, which
+    reads `extra_keys`. With `write_extra`, export also writes those keys (for readers of the config;
+    transformers follows layer_types)."""
 
-    interval_key: str = "full_attention_interval"
-    interval_default: int = 4
+    other: str = LINEAR
+    tag: str = "linear"
+    default_types: Any = every_fourth_full
+    extra_keys: tuple[str, ...] = ("full_attention_interval",)
+    write_extra: Any = None
+    legacy: tuple[tuple[str, str], ...] = ()  # older names of the types, as transformers remaps them
 
     def __post_init__(self) -> None:
-        self.keys = ("layer_types", self.interval_key)
+        self.keys = ("layer_types", *self.extra_keys)
 
     def read(self, config, out):
         n = out.n_layers
-        interval = config.get(self.interval_key, int, self.interval_default)
         types = config.get("layer_types", list, None)
+        for key in self.extra_keys:
+            config.raw(key)
         if types is None:
-            if interval < 1:
-                raise config.refuse(self.interval_key, interval, "it must be at least 1")
-            types = [LINEAR if (i + 1) % interval else FULL for i in range(n)]
+            types = self.default_types(config, n)
         if len(types) != n:
             raise HFError(f"model_type {config.family}: layer_types has {len(types)} entries for {n} layers")
-        known = {LINEAR: "linear", FULL: "full"}
+        known = {self.other: self.tag, FULL: "full"}
+        known |= {old: known[new] for old, new in self.legacy}
         for t in types:
             if not isinstance(t, str) or t not in known:
                 raise config.refuse("layer_types", t, "layer types are " + ", ".join(known))
         out.axes["mixer"] = [known[t] for t in types]
 
     def write(self, view, config):
-        config["layer_types"] = [LINEAR if t == "linear" else FULL for t in view.tags("mixer")]
+        tags = view.tags("mixer")
+        config["layer_types"] = [self.other if t == self.tag else FULL for t in tags]
+        if self.write_extra is not None:
+            self.write_extra(tags, config)
 
 
 def gated_deltanet(heads: tuple[str, int], key_heads: tuple[str, int], key_dim: tuple[str, int], value_dim: tuple[str, int], conv: tuple[str, int]) -> list[Spec]:
@@ -125,7 +145,7 @@ def qwen_hybrid(sizes: tuple[int, int, int], vocab: int, mrope: bool = False) ->
         Key("rms_norm_eps", "norm.eps", float, default=1e-6),
         Fixed("norm.zero_centered", True),  # x · (1 + w), in float32
         Fixed("norm.weight_fp32", True),
-        LinearLayers(),
+        MixerLayers(),
         # the full layers: gated GQA with QK norm and partial RoPE
         Key("num_attention_heads", "attention.heads", default=heads, tag="full"),
         Key("num_key_value_heads", "attention.kv_heads", default=kv_heads, tag="full"),
@@ -133,8 +153,8 @@ def qwen_hybrid(sizes: tuple[int, int, int], vocab: int, mrope: bool = False) ->
         Key("attention_bias", "attention.bias", bool, default=False, tag="full", to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool, write_default=True),
         Fixed("attention.qk_norm", "per_head", "full"),
         Fixed("attention.output_gate", True, "full"),
-        # published configs say so; transformers' model gates every full-attention layer whatever it says
-        Const("attn_output_gate", True, "transformers' model gates every full-attention layer's output"),
+        # Qwen3.5's published configs say so; transformers' model gates every full-attention layer whatever it says
+        Const("attn_output_gate", True, "transformers' model gates every full-attention layer's output", written=mrope),
         RopeKeys(tag="full", fraction_default=0.25, text_only_keys=("mrope_section", "mrope_interleaved") if mrope else ()),
         # the linear layers
         *gated_deltanet(
@@ -196,5 +216,253 @@ family(
         axes=[mixer_axis()],
         ignored=_QWEN3_5_IGNORED,
         naming=QWEN3_5_MOE_NAMES,
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# LFM2: gated short convolutions, with GQA in a few layers
+
+
+def _lfm2_attention_layers(config, n: int) -> list[str]:
+    """LFM2's default layer types: attention in the layers listed in full_attn_idxs (all when absent)."""
+    chosen = config.get("full_attn_idxs", list, None)
+    chosen = range(n) if chosen is None else chosen
+    return [FULL if i in chosen else "conv" for i in range(n)]
+
+
+def _lfm2_attention_layers_write(tags: list[str], config: dict) -> None:
+    config["full_attn_idxs"] = [i for i, t in enumerate(tags) if t == "full"]
+
+
+def _lfm2_ffn_read(config, out) -> None:
+    """The feed-forward width: intermediate_size, or with block_auto_adjust_ff_dim two thirds of
+    it, times block_ffn_dim_multiplier, rounded up to a multiple of block_multiple_of."""
+    width = config.get("intermediate_size", int, 12_288)
+    if config.get("block_auto_adjust_ff_dim", bool, True):
+        width = int(2 * width / 3)
+        multiplier = config.get("block_ffn_dim_multiplier", float, 1.0, none_is_default=False)
+        multiple = config.get("block_multiple_of", int, 256)
+        if multiplier is not None:
+            if multiple < 1:
+                raise config.refuse("block_multiple_of", multiple, "it must be at least 1")
+            width = multiple * ((int(multiplier * width) + multiple - 1) // multiple)
+    else:
+        config.raw("block_ffn_dim_multiplier"), config.raw("block_multiple_of")
+    out.set("ffn.hidden", width)
+
+
+def _lfm2_ffn_write(view, config) -> None:
+    """LFM2's own form where it gives the width (1.5 × the width, auto-adjusted back), else the width itself."""
+    hidden = view.value("ffn.hidden")
+    if hidden % 256 == 0:
+        config.update(intermediate_size=hidden * 3 // 2, block_auto_adjust_ff_dim=True, block_multiple_of=256, block_ffn_dim_multiplier=1.0)
+    else:
+        config.update(intermediate_size=hidden, block_auto_adjust_ff_dim=False, block_multiple_of=256, block_ffn_dim_multiplier=1.0)
+
+
+LFM2_NAMES = Naming(
+    "lfm2",
+    "model.",
+    (
+        Rule("model.layers.{layer}.operator_norm.{rest}", ("layers.{layer}.input_layernorm.{rest}",)),
+        Rule("model.layers.{layer}.ffn_norm.{rest}", ("layers.{layer}.post_attention_layernorm.{rest}",)),
+        Rule("model.layers.{layer}.feed_forward.w1.{rest}", ("layers.{layer}.mlp.gate_proj.{rest}",)),
+        Rule("model.layers.{layer}.feed_forward.w3.{rest}", ("layers.{layer}.mlp.up_proj.{rest}",)),
+        Rule("model.layers.{layer}.feed_forward.w2.{rest}", ("layers.{layer}.mlp.down_proj.{rest}",)),
+        Rule("model.layers.{layer}.self_attn.out_proj.{rest}", ("layers.{layer}.self_attn.o_proj.{rest}",)),
+        Rule("model.layers.{layer}.self_attn.q_layernorm.{rest}", ("layers.{layer}.self_attn.q_norm.{rest}",)),
+        Rule("model.layers.{layer}.self_attn.k_layernorm.{rest}", ("layers.{layer}.self_attn.k_norm.{rest}",)),
+        Rule("model.embedding_norm.{rest}", ("norm.{rest}",)),  # the final norm, despite its name
+        Rule("lm_head.weight", ("lm_head.weight",)),
+        Rule("model.{rest}", ("{rest}",)),
+    ),
+)
+
+family(
+    Family(
+        "lfm2",
+        "Lfm2ForCausalLM",
+        [
+            Key("vocab_size", "vocab", default=65_536),
+            Key("hidden_size", "d_model", default=2560),
+            Key("max_position_embeddings", "context", default=128_000),
+            Key("tie_word_embeddings", "embedding.tied", bool, default=True),
+            Fixed("norm.kind", "rms"),
+            Key("norm_eps", "norm.eps", float, default=1e-5),
+            MixerLayers(other="conv", tag="conv", default_types=_lfm2_attention_layers, extra_keys=("full_attn_idxs",), write_extra=_lfm2_attention_layers_write),
+            # the attention layers: GQA with QK norm, heads of hidden_size / num_attention_heads
+            Key("num_attention_heads", "attention.heads", default=32, tag="full"),
+            Key("num_key_value_heads", "attention.kv_heads", default=8, tag="full"),
+            Fixed("attention.qk_norm", "per_head", "full"),
+            RopeKeys(theta=1_000_000.0, tag="full", fraction_key=None),
+            # the convolution layers
+            Fixed("attention.kind", "short_conv", "conv"),
+            Fixed("rope", None, "conv"),
+            Key("conv_L_cache", "attention.conv", default=3, tag="conv", write_default=True),
+            Key("conv_bias", "attention.bias", bool, default=False, tag="conv", write_default=True),
+            Fixed("ffn.kind", "swiglu"),
+            Custom(("intermediate_size", "block_auto_adjust_ff_dim", "block_ffn_dim_multiplier", "block_multiple_of"), _lfm2_ffn_read, _lfm2_ffn_write),
+        ],
+        axes=[mixer_axis("conv", "short_conv")],
+        aliases={"tie_embedding": "tie_word_embeddings", "block_ff_dim": "intermediate_size"},
+        # keys of Liquid's own code that transformers does not read: sizes repeated under other
+        # names (block_dim, conv_dim, conv_dim_out, num_heads, block_norm_eps), switches its model
+        # has fixed (SwiGLU, RoPE) and initialisation settings
+        ignored=frozenset(
+            {
+                "block_dim", "conv_dim", "conv_dim_out", "num_heads", "block_norm_eps", "block_use_swiglu", "use_pos_enc",
+                "block_mlp_init_scale", "block_out_init_scale", "block_use_xavier_init", "conv_use_xavier_init",
+            }
+        ),
+        naming=LFM2_NAMES,
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Granite 4.0-H (granitemoehybrid): Mamba-2 layers among attention layers, experts plus a shared MLP
+
+
+def _granite_hybrid_mixers(config, out) -> None:
+    """Mamba-2's sizes: mamba_d_head ("auto": mamba_expand · hidden_size / mamba_n_heads)."""
+    heads = config.get("mamba_n_heads", int, 128)
+    expand = config.get("mamba_expand", int, 2)
+    head_dim = config.raw("mamba_d_head", "auto")
+    if head_dim in ("auto", None):
+        inner = expand * out.get("d_model")
+        if heads < 1 or inner % heads:
+            raise config.refuse("mamba_n_heads", heads, f"it must divide mamba_expand · hidden_size = {inner}")
+        head_dim = inner // heads
+    elif isinstance(head_dim, bool) or not isinstance(head_dim, int):
+        raise config.refuse("mamba_d_head", head_dim, "it is a whole number or \"auto\"")
+    if heads * head_dim != expand * out.get("d_model"):
+        raise config.refuse("mamba_d_head", head_dim, "mamba_n_heads · mamba_d_head must be mamba_expand · hidden_size (transformers refuses other sizes)")
+    out.set("attention.heads", heads, "mamba")
+    out.set("attention.head_dim", head_dim, "mamba")
+
+
+def _granite_hybrid_mixers_write(view, config) -> None:
+    if not view.has("mamba"):
+        return
+    heads, head_dim = view.value("attention.heads", "mamba"), view.value("attention.head_dim", "mamba")
+    inner, d = heads * head_dim, view.value("d_model")
+    config.update(mamba_n_heads=heads, mamba_d_head=head_dim, mamba_expand=inner // d if inner % d == 0 else inner / d)
+
+
+def _granite_hybrid_positions(config, out) -> None:
+    """position_embedding_type "rope" gives the attention layers RoPE (rope_parameters); none, NoPE."""
+    kind = config.raw("position_embedding_type")
+    if kind == "rope":
+        RopeKeys(tag="full", fraction_key=None).read(config, out)
+    elif kind is None:
+        config.raw("rope_parameters"), config.raw("rope_theta"), config.raw("rope_scaling")
+        out.set("rope", None, "full")
+    else:
+        raise config.refuse("position_embedding_type", kind, "it is \"rope\" or null (no positions)")
+
+
+def _granite_hybrid_positions_write(view, config) -> None:
+    rope = RopeKeys(tag="full", fraction_key=None)
+    rope.write(view, config)
+    config["position_embedding_type"] = "rope" if "rope_parameters" in config else None
+
+
+def _granite_hybrid_ffn(config, out) -> None:
+    """Experts (num_local_experts > 0) beside the shared MLP; without experts, the shared MLP alone."""
+    experts = config.get("num_local_experts", int, 8)
+    shared = config.get("shared_intermediate_size", int, 1024)
+    top_k = config.get("num_experts_per_tok", int, 2)
+    hidden = config.get("intermediate_size", int, 11008)
+    if experts > 0:
+        for path, value in (("kind", "moe"), ("experts", experts), ("top_k", top_k), ("hidden", hidden), ("shared", 1), ("shared_hidden", shared), ("router.kind", "topk_softmax")):
+            out.set(f"ffn.{path}", value)
+    else:
+        if config.raw("output_router_logits"):
+            raise config.refuse("output_router_logits", True, "a model without experts has no router logits (transformers' model fails on it)")
+        out.set("ffn.kind", "swiglu")
+        out.set("ffn.hidden", shared)
+
+
+def _granite_hybrid_ffn_write(view, config) -> None:
+    if view.value("ffn.kind") == "moe":
+        config.update(
+            num_local_experts=view.value("ffn.experts"),
+            num_experts_per_tok=view.value("ffn.top_k"),
+            intermediate_size=view.value("ffn.hidden"),
+            shared_intermediate_size=view.value("ffn.shared_hidden"),
+        )
+    else:
+        config.update(num_local_experts=0, shared_intermediate_size=view.value("ffn.hidden"))
+
+
+GRANITE_HYBRID_NAMES = Naming(
+    "granitemoehybrid",
+    "model.",
+    (
+        Rule("model.layers.{layer}.block_sparse_moe.router.layer.{rest}", ("layers.{layer}.mlp.gate.{rest}",), needs="moe"),
+        # experts stacked [experts, out, in]: gate and up side by side in input_linear
+        Rule(
+            "model.layers.{layer}.block_sparse_moe.input_linear.weight",
+            ("layers.{layer}.mlp.experts.gate_proj", "layers.{layer}.mlp.experts.up_proj"),
+            stacked=True,
+            needs="moe",
+        ),
+        Rule("model.layers.{layer}.block_sparse_moe.output_linear.weight", ("layers.{layer}.mlp.experts.down_proj",), stacked=True, needs="moe"),
+        # the shared MLP: the shared expert beside the experts, or the layer's only feed-forward
+        Rule(
+            "model.layers.{layer}.shared_mlp.input_linear.weight",
+            ("layers.{layer}.mlp.shared_experts.gate_proj.weight", "layers.{layer}.mlp.shared_experts.up_proj.weight"),
+            needs="moe",
+        ),
+        Rule("model.layers.{layer}.shared_mlp.output_linear.weight", ("layers.{layer}.mlp.shared_experts.down_proj.weight",), needs="moe"),
+        Rule("model.layers.{layer}.shared_mlp.input_linear.weight", ("layers.{layer}.mlp.gate_proj.weight", "layers.{layer}.mlp.up_proj.weight")),
+        Rule("model.layers.{layer}.shared_mlp.output_linear.weight", ("layers.{layer}.mlp.down_proj.weight",)),
+        Rule("lm_head.weight", ("lm_head.weight",)),
+        Rule("model.{rest}", ("{rest}",)),
+    ),
+    formats=("fp8",),
+)
+
+family(
+    Family(
+        "granitemoehybrid",
+        "GraniteMoeHybridForCausalLM",
+        [
+            Key("vocab_size", "vocab", default=32_000),
+            Key("hidden_size", "d_model", default=4096),
+            Key("max_position_embeddings", "context", default=2048),
+            Key("tie_word_embeddings", "embedding.tied", bool, default=False),
+            Fixed("norm.kind", "rms"),
+            Key("rms_norm_eps", "norm.eps", float, default=1e-6),
+            MixerLayers(other=LINEAR, tag="mamba", default_types=lambda config, n: [LINEAR] * n, extra_keys=(), legacy=(("mamba", LINEAR), ("attention", FULL))),
+            # µP-style multipliers, as Granite's
+            Key("embedding_multiplier", "embedding.scale", float, default=1.0),
+            Key("residual_multiplier", "residual_scale", float, default=1.0),
+            Key("logits_scaling", "output_scale", float, default=1.0, to_ir=lambda s: 1.0 / s, to_hf=lambda s: 1.0 / s),
+            # the attention layers: heads of hidden_size / num_attention_heads, scores scaled by attention_multiplier
+            Key("num_attention_heads", "attention.heads", default=32, tag="full"),
+            Key("num_key_value_heads", "attention.kv_heads", default=None, tag="full"),
+            Key("attention_multiplier", "attention.query_scale", float, default=1.0, tag="full"),
+            Key("attention_bias", "attention.bias", bool, default=False, tag="full", to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool, write_default=True),
+            Custom(("position_embedding_type", "rope_parameters", "rope_theta", "rope_scaling"), _granite_hybrid_positions, _granite_hybrid_positions_write),
+            # the Mamba-2 layers
+            Fixed("attention.kind", "mamba2", "mamba"),
+            Fixed("rope", None, "mamba"),
+            Custom(("mamba_n_heads", "mamba_d_head", "mamba_expand"), _granite_hybrid_mixers, _granite_hybrid_mixers_write),
+            Key("mamba_d_state", "attention.state", default=256, tag="mamba", write_default=True),
+            Key("mamba_n_groups", "attention.groups", default=1, tag="mamba", write_default=True),
+            Key("mamba_d_conv", "attention.conv", default=4, tag="mamba", write_default=True),
+            Key("mamba_chunk_size", "attention.chunk_size", default=256, tag="mamba", write_default=True),
+            Key("mamba_conv_bias", "attention.conv_bias", bool, default=True, tag="mamba", write_default=True),
+            Key("mamba_proj_bias", "attention.bias", bool, default=False, tag="mamba", write_default=True),
+            Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("mamba",)),
+            Const("time_step_limit", [0.0, math.inf], "archdsl does not clamp Mamba-2's steps (transformers clamps them in the parallel form only)", accept=((0.0, math.inf), [0, math.inf])),
+            Const("hidden_act", "silu", "the feed-forwards and Mamba-2's convolution use SiLU"),
+            Custom(("num_local_experts", "num_experts_per_tok", "intermediate_size", "shared_intermediate_size"), _granite_hybrid_ffn, _granite_hybrid_ffn_write),
+        ],
+        axes=[mixer_axis("mamba", "mamba2")],
+        aliases={"layers_block_type": "layer_types"},
+        naming=GRANITE_HYBRID_NAMES,
     )
 )
