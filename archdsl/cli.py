@@ -288,7 +288,7 @@ def cmd_stats(args) -> int:
         ("output head", f"{s.head_params:,}" + (" (tied)" if model.embedding.tied else "")),
         ("attention", f"{s.components['attention']:,}"),
     ]
-    rows += [(label, f"{s.components[name]:,}") for name, label in (("linear_attention", "linear attention"), ("short_conv", "short convolutions")) if s.components[name]]
+    rows += [(label, f"{s.components[name]:,}") for name, label in (("linear_attention", "linear attention"), ("ssm", "state space (Mamba-2)"), ("short_conv", "short convolutions")) if s.components[name]]
     rows += [("dense feed-forward", f"{s.components['dense_ffn']:,}")]
     if s.components["routed_experts"]:
         rows += [

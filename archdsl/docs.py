@@ -46,7 +46,7 @@ SECTIONS = [
     ("Attention temperature", "`temperature KIND(...)` inside an attention: `log_steps`, `log_position`.", [ir.LogSteps, ir.LogPosition]),
     ("RoPE", "`rope theta=... scaling=...`, or `rope none`.", [ir.Rope]),
     ("RoPE scaling", "`scaling linear(...)`, `scaling llama3(...)`, `scaling yarn(...)`, `scaling dynamic(...)`, `scaling longrope(...)`.", [ir.LinearScaling, ir.Llama3Scaling, ir.YarnScaling, ir.DynamicScaling, ir.LongRopeScaling]),
-    ("Feed-forward", "`ffn KIND(...)`; kinds: `mlp`, `swiglu`, `geglu`, `moe`.", [ir.Mlp, ir.SwiGLU, ir.GeGLU]),
+    ("Feed-forward", "`ffn KIND(...)`; kinds: `mlp`, `swiglu`, `geglu`, `moe`, or `ffn none` (a layer of its token mixer alone).", [ir.Mlp, ir.SwiGLU, ir.GeGLU]),
     ("Mixture of experts", "`ffn moe(...)`: routed experts, shared experts, a router and the experts' activation.", [ir.Moe]),
     ("Routers", "`router KIND(...)` inside `moe`: how a token chooses its experts and weighs their outputs.", [ir.SoftmaxTopk, ir.TopkSoftmax, ir.Sigmoid, ir.TopkSigmoid, ir.Sparsemixer]),
     ("Expert activations", "`act KIND(...)` inside `moe`: the experts' gated activation.", [ir.Silu, ir.Gelu, ir.GeluTanh, ir.SwigluClamped]),

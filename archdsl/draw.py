@@ -273,6 +273,7 @@ ATTENTION_NAMES = {
     "gated_deltanet": "Gated DeltaNet (linear attention)",
     "short_conv": "Gated short convolution",
     "mamba2": "Mamba-2 (state space model)",
+    "none": "no token mixer",
 }
 
 
@@ -292,6 +293,8 @@ def _attention_card(att, d_model: int) -> Card:
         if att.bias:
             items.append("biases")
         return _card_of("attention", title, items)
+    if isinstance(att, ir.NoMixer):
+        return _card_of("attention", title, [], dashed=True)
     if isinstance(att, ir.Mamba2):
         items += [f"{att.heads} heads × {att.head_dim}", f"state {att.state} per feature", f"B, C in {att.groups} group{'s' if att.groups > 1 else ''}"]
         items += [f"causal conv, {att.conv} taps", "gated output norm"]
@@ -383,6 +386,8 @@ def _router_text(r) -> str:
 
 
 def _ffn_card(ffn) -> Card:
+    if isinstance(ffn, ir.NoFfn):
+        return _card_of("ffn", "no feed-forward", [], dashed=True)
     if isinstance(ffn, ir.Moe):
         items = [f"{ffn.experts} experts", f"top-{ffn.top_k}", f"expert hidden {_int(ffn.hidden)}"]
         if ffn.shared:

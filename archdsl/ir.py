@@ -330,6 +330,7 @@ class Mamba2(IR):
     conv_bias: bool = setting(True, "a bias on the convolution")
     bias: bool = setting(False, "biases on the input and output projections")
     norm_eps: float = setting(1e-6, "eps of the gated RMS norm on the output", gt=0)
+    dt_min: float = setting(0.0, "steps dt below this are raised to it (Nemotron-H's time_step_min)", ge=0)
 
     def check(self, ctx, at):
         if self.heads % self.groups:
@@ -347,6 +348,22 @@ class Mamba2(IR):
 
     window: ClassVar[None] = None
     chunk: ClassVar[None] = None  # attention chunks: none
+    softcap: ClassVar[None] = None
+    sinks: ClassVar[bool] = False
+    clip_qkv: ClassVar[None] = None
+    temperature: ClassVar[None] = None
+    qk_norm: ClassVar[str] = "none"
+    output_gate: ClassVar[bool] = False
+    query_scale: ClassVar[float] = 1.0
+
+
+class NoMixer(IR):
+    """No token mixer: the layer is its feed-forward alone, around one norm (Nemotron-H's MLP layers)."""
+
+    kind: Literal["none"]
+
+    window: ClassVar[None] = None
+    chunk: ClassVar[None] = None
     softcap: ClassVar[None] = None
     sinks: ClassVar[bool] = False
     clip_qkv: ClassVar[None] = None
@@ -680,7 +697,14 @@ class Moe(IR):
             raise error(at("act"), f"shared experts and the dense MLP use a plain gated activation, not {self.act.kind}", "use silu, gelu or gelu_tanh")
 
 
-Ffn = Annotated[Union[Mlp, SwiGLU, GeGLU, Moe], Field(discriminator="kind")]
+class NoFfn(IR):
+    """No feed-forward: the layer is its token mixer alone, around one norm (Nemotron-H's Mamba-2
+    and attention layers)."""
+
+    kind: Literal["none"]
+
+
+Ffn = Annotated[Union[Mlp, SwiGLU, GeGLU, Moe, NoFfn], Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -710,13 +734,13 @@ class Block(IR):
         "Cohere, Phi); parallel_separate `x + attn(norm1(x)) + ffn(norm2(x))`, each with its own norm (GPT-NeoX, Falcon)",
     )
     residual_scale: float = setting(1.0, "each sublayer's output is multiplied by this before it joins the residual (Granite's residual_multiplier)", gt=0)
-    attention: Annotated[Union[Attention, Mla, GatedDeltaNet, Mamba2, ShortConv], Field(discriminator="kind")] = setting(
+    attention: Annotated[Union[Attention, Mla, GatedDeltaNet, Mamba2, ShortConv, NoMixer], Field(discriminator="kind")] = setting(
         ...,
         "the token mixer: softmax attention (mha, gqa, mqa or mla), linear attention (gated_deltanet), a state space model "
-        "(mamba2) or a gated short convolution (short_conv)",
+        "(mamba2), a gated short convolution (short_conv), or none (a layer of its feed-forward alone)",
     )
     rope: Rope | None = setting(None, "rotary positions; `rope none` or no rope at all means no positions in this layer (NoPE)")
-    ffn: Ffn = setting(..., "the feed-forward sublayer: mlp, swiglu, geglu or moe")
+    ffn: Ffn = setting(..., "the feed-forward sublayer: mlp, swiglu, geglu or moe, or none (a layer of its token mixer alone)")
 
     @classmethod
     def derive(cls, values, ctx, at):
@@ -725,7 +749,18 @@ class Block(IR):
             values["attention"] = attention.model_copy(update={"query_scale": mla_default_scale(attention, rope)})
         return values
 
+    @property
+    def single(self) -> bool:
+        """A layer of one sublayer (no token mixer, or no feed-forward): x + f(norm(x))."""
+        return isinstance(self.attention, NoMixer) or isinstance(self.ffn, NoFfn)
+
     def check(self, ctx, at):
+        if isinstance(self.attention, NoMixer) and isinstance(self.ffn, NoFfn):
+            raise error(at("ffn"), "a layer needs a token mixer or a feed-forward; this one has neither")
+        if self.single and self.norms != "pre":
+            raise error(at("norms"), f"a layer of one sublayer takes pre norms (x + f(norm(x))), not {self.norms}")
+        if self.rope is not None and isinstance(self.attention, NoMixer):
+            raise error(at("rope"), "a layer without a token mixer takes no positions", "write `rope none` in this block")
         if self.rope is not None and not is_softmax(self.attention):
             raise error(
                 at("rope"),

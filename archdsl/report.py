@@ -55,6 +55,8 @@ def _variants(model: ir.Model, part) -> list[tuple[object, int]]:
 def _attention(att) -> str:
     if isinstance(att, ir.ShortConv):
         return f"gated short convolution, {att.conv} taps"
+    if isinstance(att, ir.NoMixer):
+        return "none"
     if isinstance(att, ir.Mamba2):
         return f"Mamba-2 {att.heads} heads × {att.head_dim}, state {att.state}"
     if isinstance(att, ir.GatedDeltaNet):
@@ -98,6 +100,8 @@ def _positions(rope, model: ir.Model) -> str:
 
 
 def _ffn(ffn) -> str:
+    if isinstance(ffn, ir.NoFfn):
+        return "none"
     if isinstance(ffn, ir.Moe):
         text = f"MoE {ffn.experts} experts, top-{ffn.top_k}, hidden {_int(ffn.hidden)}"
         if ffn.shared:

@@ -70,6 +70,8 @@ def attention_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: int
         return 4 * d_model * d_model + d_model * att.conv + (5 * d_model if att.bias else 0)  # in (3 d), conv, out
     if isinstance(att, ir.Mamba2):
         return mamba2_params(att, d_model)
+    if isinstance(att, ir.NoMixer):
+        return 0
     q_out = att.heads * att.head_dim
     kv_out = att.kv_heads * att.head_dim
     q_rows = 2 * q_out if att.output_gate else q_out  # output gates are projected beside the queries
@@ -127,6 +129,8 @@ def attention_matmul_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_mod
         return 4 * d_model * d_model
     if isinstance(att, ir.Mamba2):
         return d_model * (att.inner + att.conv_channels + att.heads) + att.inner * d_model
+    if isinstance(att, ir.NoMixer):
+        return 0
     if isinstance(att, ir.Mla):
         qk = att.qk_nope_dim + att.qk_rope_dim
         q = d_model * att.heads * qk if att.q_rank is None else d_model * att.q_rank + att.q_rank * att.heads * qk
@@ -151,6 +155,8 @@ def expert_params(ffn: ir.Moe, d_model: int) -> int:
 
 
 def ffn_params(ffn, d_model: int) -> int:
+    if isinstance(ffn, ir.NoFfn):
+        return 0
     if isinstance(ffn, ir.Moe):
         return sum(ffn_components(ffn, d_model).values())
     if isinstance(ffn, ir.Mlp):
@@ -197,17 +203,19 @@ def ffn_matmul_params(ffn, d_model: int) -> int:
         shared = (3 * d_model * ffn.shared_hidden + (d_model if ffn.shared_gate else 0)) if ffn.shared else 0
         dense = 3 * d_model * ffn.dense_hidden if ffn.dense_hidden else 0
         return ffn.experts * d_model + ffn.top_k * 3 * d_model * ffn.hidden + shared + dense
+    if isinstance(ffn, ir.NoFfn):
+        return 0
     return (2 if isinstance(ffn, ir.Mlp) else 3) * d_model * ffn.hidden
 
 
 # The component of total_params each token mixer's parameters count in.
-MIXER_COMPONENTS = {"mha": "attention", "gqa": "attention", "mqa": "attention", "mla": "attention", "gated_deltanet": "linear_attention", "mamba2": "ssm", "short_conv": "short_conv"}
+MIXER_COMPONENTS = {"mha": "attention", "gqa": "attention", "mqa": "attention", "mla": "attention", "gated_deltanet": "linear_attention", "mamba2": "ssm", "short_conv": "short_conv", "none": "attention"}
 
 NORMS_PER_BLOCK = {"pre": 2, "post": 2, "sandwich": 4, "post_residual": 2, "parallel": 1, "parallel_separate": 2}
 
 
 def block_norm_params(block: ir.Block, d_model: int) -> int:
-    return NORMS_PER_BLOCK[block.norms] * norm_params(block.norm, d_model)
+    return (1 if block.single else NORMS_PER_BLOCK[block.norms]) * norm_params(block.norm, d_model)
 
 
 def recurrent_flops(att, d_model: int) -> int:
@@ -482,6 +490,8 @@ def attention_tensors(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: in
             TensorShape(f"{p}.norm.weight", (att.value_dim,)),
             TensorShape(f"{p}.out_proj.weight", (d_model, values)),
         ]
+    if isinstance(att, ir.NoMixer):
+        return []
     if isinstance(att, ir.Mamba2):
         p = "mamba"
         out = _linear(f"{p}.in_proj", att.inner + att.conv_channels + att.heads, d_model, att.bias, None)
@@ -531,6 +541,8 @@ def attention_tensors(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: in
 
 def ffn_tensors(ffn, d_model: int) -> list[TensorShape]:
     """The feed-forward sublayer's parameters (under `mlp.`); their sum is ffn_params."""
+    if isinstance(ffn, ir.NoFfn):
+        return []
     if isinstance(ffn, ir.Mlp):
         out = _linear("mlp.up_proj", ffn.hidden, d_model, ffn.bias, "col") + _linear("mlp.down_proj", d_model, ffn.hidden, ffn.bias, "row")
         if ffn.act == "xielu":
@@ -574,7 +586,8 @@ BLOCK_NORM_NAMES = {
 
 def block_tensors(block: ir.Block, d_model: int) -> list[TensorShape]:
     """Every parameter of one layer; their sum is layer_stats(...).total."""
-    norms = [t for name in BLOCK_NORM_NAMES[block.norms] for t in _norm_tensors(name, block.norm, d_model)]
+    names = ("input_layernorm",) if block.single else BLOCK_NORM_NAMES[block.norms]
+    norms = [t for name in names for t in _norm_tensors(name, block.norm, d_model)]
     return norms + attention_tensors(block.attention, d_model, block.norm) + ffn_tensors(block.ffn, d_model)
 
 
@@ -617,9 +630,11 @@ def check_mesh(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1) -> None:
         att, ffn = block.attention, block.ffn
         where = f"of layer kind {kind}"
         if tp > 1:
-            if not ir.is_softmax(att):
+            if not ir.is_softmax(att) and not isinstance(att, ir.NoMixer):
                 raise ShardingError(f"tp={tp}: the {att.kind} layers {where} are not split by tensor parallelism yet (dp and ep are)")
-            if isinstance(att, ir.Mla):
+            if isinstance(att, ir.NoMixer):
+                pass
+            elif isinstance(att, ir.Mla):
                 need(tp, "tp", att.heads, f"attention heads {where}")
             else:
                 need(tp, "tp", att.heads, f"query heads {where}")
@@ -629,7 +644,7 @@ def check_mesh(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1) -> None:
                     need(tp, "tp", ffn.shared_hidden, f"hidden features of the shared experts {where}")
                 if ffn.dense_hidden:
                     need(tp, "tp", ffn.dense_hidden, f"hidden features of the dense MLP beside the experts {where}")
-            else:
+            elif not isinstance(ffn, ir.NoFfn):
                 need(tp, "tp", ffn.hidden, f"hidden features of the feed-forward {where}")
                 if isinstance(ffn, ir.Mlp) and ffn.act == "xielu":
                     raise ShardingError(f"tp={tp}: the xIELU activation's learned parameters {where} are not supported with tensor parallelism")

@@ -110,6 +110,8 @@ def _attention(a: ir.Attention) -> ir.Attention:
 
 def _ffn(f, full_d_model: int, d_model: int):
     width = lambda w: None if w is None else _width(w, full_d_model, d_model)  # noqa: E731
+    if isinstance(f, ir.NoFfn):
+        return f
     if not isinstance(f, ir.Moe):
         return f.model_copy(update={"hidden": width(f.hidden)})
     experts = min(f.experts, MAX_EXPERTS)
@@ -139,8 +141,8 @@ def _block(b: ir.Block, full_d_model: int, d_model: int) -> ir.Block:
         a = b.attention
         groups = min(a.groups, 2)
         attention = a.model_copy(update={"heads": 2 * groups, "groups": groups, "head_dim": HEAD_DIM, "state": 16, "chunk_size": min(a.chunk_size, MAX_WINDOW)})
-    elif isinstance(b.attention, ir.ShortConv):
-        attention = b.attention  # its width is d_model
+    elif isinstance(b.attention, (ir.ShortConv, ir.NoMixer)):
+        attention = b.attention  # no sizes of its own
     else:
         attention = _attention(b.attention)
     return b.model_copy(update={"attention": attention, "ffn": _ffn(b.ffn, full_d_model, d_model)})

@@ -74,6 +74,9 @@ OVERRIDES: dict[str, dict] = {
     "dbrx": {"attn_config": {"kv_n_heads": 2, "clip_qkv": 8.0, "rope_theta": 10000.0}, "ffn_config": {"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 2, "moe_normalize_expert_weights": 1.0}},
     "lfm2": {"full_attn_idxs": [1, 3], "block_multiple_of": 16},  # by default every layer is attention
     "granitemoehybrid": {"layer_types": ["mamba", "attention", "mamba", "mamba"]},  # by default every layer is Mamba-2
+    # by default a layer of each type, MoE included (not supported yet)
+    "nemotron_h": {"layers_block_type": ["linear_attention", "mlp", "full_attention", "mlp", "linear_attention"], "mamba_num_heads": 4, "mamba_head_dim": 32,
+                   "ssm_state_size": 16, "n_groups": 2, "chunk_size": 8},
     "dots1": {"n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2},  # null by default: transformers crashes
 }
 

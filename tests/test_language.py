@@ -84,7 +84,7 @@ CASES = [
     ("model needs", f"model {MARK}m {{\n  vocab 10\n  d_model 8\n  context 4\n  block b {{ attention mha(heads=2); ffn mlp(hidden=8) }}\n  layers 1 x b\n}}\n", "the model needs 'norm'", None),
     ("duplicate setting", spec(model=f"  {MARK}vocab 3"), "duplicate setting 'vocab' (first set at line 2, column 3)", None),
     ("duplicate in a kind", spec(block=f"    attention gqa(heads=4, kv_heads=2, {MARK}heads=4)\n    ffn swiglu(hidden=64)"), "duplicate setting 'heads' (first set at line 8, column 19)", None),
-    ("kind needed", spec(block=f"    {MARK}attention {{ heads 4 }}\n    ffn swiglu(hidden=64)"), "'attention' needs a kind: mha, gqa, mqa, mla, gated_deltanet, mamba2 or short_conv", "for example: attention mha(...)"),
+    ("kind needed", spec(block=f"    {MARK}attention {{ heads 4 }}\n    ffn swiglu(hidden=64)"), "'attention' needs a kind: mha, gqa, mqa, mla, gated_deltanet, mamba2, short_conv or none", "for example: attention mha(...)"),
     ("unknown kind", spec(block=f"    attention {MARK}gpa(heads=4)\n    ffn swiglu(hidden=64)"), "unknown attention kind 'gpa'", "did you mean 'gqa'?"),
     ("scalar with a body", spec(model=f"  {MARK}final_softcap {{ x 1 }}"), "'final_softcap' takes a value, not a { } block", None),
     ("scalar with key=value", spec(model=f"  final_softcap {MARK}x=1"), "'final_softcap' takes a value, not x=...", "write: final_softcap VALUE"),
@@ -176,6 +176,9 @@ CASES = [
         "gated_deltanet layers take no positions: their convolution (and recurrence) see the tokens in order",
         "write `rope none` in this block (or set rope only in the attention blocks)",
     ),
+    ("no sublayer", spec(block=f"    attention none\n    {MARK}ffn none"), "a layer needs a token mixer or a feed-forward; this one has neither", None),
+    ("single sublayer norms", spec(block=f"    {MARK}norms post\n    attention none\n    ffn swiglu(hidden=64)"), "a layer of one sublayer takes pre norms (x + f(norm(x))), not post", None),
+    ("no mixer positions", spec(block=f"    attention none\n    {MARK}rope theta=10_000\n    ffn swiglu(hidden=64)"), "a layer without a token mixer takes no positions", "write `rope none` in this block"),
     ("mamba groups", spec(block=f"    attention mamba2(heads=4, head_dim=16, state=8, {MARK}groups=3)\n    ffn swiglu(hidden=64)"), "heads 4 is not divisible by groups 3", "each group of B and C serves the same number of heads"),
     (
         "output gate",

@@ -27,7 +27,7 @@ from helpers import generate, hf_reference, import_path, load_model
 
 transformers = pytest.importorskip("transformers")
 
-HYBRIDS = ["qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid"]
+HYBRIDS = ["qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid", "nemotron_h"]
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_mamba2_model_decodes_as_it_reads(tiny_mamba):
 HYBRID_FLAGSHIPS = json.loads((Path(__file__).parent / "data" / "hybrids.json").read_text())
 
 
-@pytest.mark.parametrize("model_type, spec", [("qwen3_next", "qwen3-next-80b-a3b"), ("lfm2", "lfm2-1.2b")])
+@pytest.mark.parametrize("model_type, spec", [("qwen3_next", "qwen3-next-80b-a3b"), ("lfm2", "lfm2-1.2b"), ("nemotron_h", "nemotron-h-8b")])
 def test_published_configs_count_as_transformers_does(model_type, spec):
     """The published config (tests/data/hybrids.json: the keys found, transformers' defaults for
     the rest) imports to the spec's model, and transformers' model of it on the meta device has
@@ -307,6 +307,20 @@ BASE = """model m {
   layers 4 of (linear, full)
 }
 """
+
+
+def test_layers_of_one_sublayer():
+    """`attention none` / `ffn none`: a layer of its feed-forward, or its token mixer, alone."""
+    m = load_model("nemotron-h-8b")
+    assert {k: (b.attention.kind, b.ffn.kind, b.single) for k, b in m.kinds.items()} == {
+        "mamba": ("mamba2", "none", True), "attention": ("gqa", "none", True), "mlp": ("none", "mlp", True)
+    }
+    s = compute(m)
+    assert s.per_layer[1].attention == 0 and s.per_layer[0].ffn == 0 and s.per_layer[0].norms == 4096  # one norm each
+    with pytest.raises(SpecError, match="needs a token mixer or a feed-forward"):
+        loads(BASE.replace("attention gated_deltanet(heads=4, key_heads=2, key_dim=16)", "attention none\n    ffn none"))
+    with pytest.raises(SpecError, match="a layer of one sublayer takes pre norms"):
+        loads(BASE.replace("attention gated_deltanet(heads=4, key_heads=2, key_dim=16)", "attention none\n    norms sandwich"))
 
 
 def test_defaults_and_derived_sizes():

@@ -64,6 +64,7 @@ def sizes(p: Planner) -> None:
     p.ssm_conv = field("ssm_conv", lambda a: a.conv, "Mamba-2: taps of the causal convolution", mamba)
     p.ssm_chunk = field("ssm_chunk", lambda a: a.chunk_size, "Mamba-2: tokens per chunk of the parallel form; any size computes the same", mamba)
     p.ssm_norm_eps = field("ssm_norm_eps", lambda a: a.norm_eps, "Mamba-2: eps of the output norm", mamba)
+    p.ssm_dt_min = field("ssm_dt_min", lambda a: a.dt_min or None, "Mamba-2: steps are at least this", mamba)
     short_conv = {k: a for k, a in att.items() if isinstance(a, ir.ShortConv)}
     p.conv_taps = field("conv_taps", lambda a: a.conv, "short convolution: taps of the causal convolution", short_conv)
     if deltanet:
@@ -77,6 +78,8 @@ def classes(p: Planner) -> dict[str, str]:
     rendered: dict[str, list[str]] = {}
     signature = p.plan.layer_args_signature
     for k, a in att.items():
+        if isinstance(a, ir.NoMixer):
+            continue  # a layer of its feed-forward alone
         b = p.blocks[k]
         rope = masks.input_mode(p, "rope", k, [k])
         mask = masks.input_mode(p, "mask", k, [k])
@@ -102,6 +105,7 @@ def classes(p: Planner) -> dict[str, str]:
                 "conv": f"config.{p.ssm_conv[k]}",
                 "chunk": f"config.{p.ssm_chunk[k]}",
                 "norm_eps": f"config.{p.ssm_norm_eps[k]}",
+                "dt_min": f"config.{p.ssm_dt_min[k]}" if p.ssm_dt_min[k] else None,
                 "conv_bias": a.conv_bias,
                 "bias": a.bias,
             }

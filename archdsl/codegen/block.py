@@ -20,9 +20,9 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
     block_groups: dict[tuple, list[str]] = {}
     for k, b in p.blocks.items():
         ctor = norms.ctor(b.norm, "config.d_model", p.norm_eps[k])
-        mixer = MIXER_NAMES.get(b.attention.kind, "self_attn")
-        block_groups.setdefault((b.norms, ctor, mixer), []).append(k)
-    for (placement, ctor, mixer), group in block_groups.items():
+        mixer = None if isinstance(b.attention, ir.NoMixer) else MIXER_NAMES.get(b.attention.kind, "self_attn")
+        block_groups.setdefault((b.norms, ctor, mixer, not isinstance(b.ffn, ir.NoFfn)), []).append(k)
+    for (placement, ctor, mixer, has_ffn), group in block_groups.items():
         name = p.class_name("Block" if len(block_groups) == 1 else f"{camel(group[0])}Block")
         modules = []
 
@@ -34,12 +34,18 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
             modules.append({"attr": attr, "choices": options, "comment": comment})
 
         norm_of = {k: ctor for k in group}
-        if placement in ("pre", "sandwich", "parallel", "parallel_separate"):
+        single = mixer is None or not has_ffn  # one sublayer: x + f(norm(x))
+        if single:
             module("input_layernorm", norm_of)
-        module(mixer, attention_ctor)
+            module(mixer, attention_ctor) if mixer else module("mlp", ffn_ctor)
+            placement = "single"
+        elif placement in ("pre", "sandwich", "parallel", "parallel_separate"):
+            module("input_layernorm", norm_of)
+        if not single:
+            module(mixer, attention_ctor)
         if placement == "parallel_separate":
             module("post_attention_layernorm", norm_of, "the feed-forward's own norm (named as in GPT-NeoX checkpoints)")
-        elif placement != "parallel":
+        elif placement not in ("parallel", "single"):
             module(
                 "post_attention_layernorm",
                 norm_of,
@@ -47,7 +53,8 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
             )
         if placement == "sandwich":
             module("pre_feedforward_layernorm", norm_of)
-        module("mlp", ffn_ctor)
+        if not single:
+            module("mlp", ffn_ctor)
         if placement in ("post", "sandwich", "post_residual"):
             module("post_feedforward_layernorm", norm_of)
         scaled = any(p.blocks[k].residual_scale != 1 for k in group)
@@ -56,15 +63,15 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
         p.plan.block_classes.append(
             {
                 "name": name,
-                "doc": doc(placement, group, len(p.blocks)),
+                "doc": doc(placement, group, len(p.blocks), "its token mixer" if mixer else "its feed-forward"),
                 "norms": placement,
                 "modules": modules,
                 "takes_layer_type": any(len(m["choices"]) > 1 for m in modules),
                 "kinds": group,
                 "scale": " * self.residual_scale" if scaled else "",
-                "mixer": mixer,
-                # linear attention takes no positions or masks, only its state in the cache
-                "mixer_args": p.plan.layer_args if mixer == "self_attn" else ", cache",
+                "mixer": mixer or "mlp",
+                # other mixers take no positions or masks, only their state in the cache; a feed-forward nothing
+                "mixer_args": p.plan.layer_args if mixer == "self_attn" else ", cache" if mixer else "",
             }
         )
 
@@ -89,9 +96,10 @@ def layers(p: Planner) -> str:
     return "make_block(config, layer_type) for layer_type in config.layer_types"
 
 
-def doc(placement: str, kinds: list[str], n_kinds: int) -> str:
+def doc(placement: str, kinds: list[str], n_kinds: int, alone: str = "") -> str:
     """The block class's docstring: where its norms sit."""
     text = {
+        "single": f"{alone} alone, pre-norm: x + f(norm(x))",
         "pre": "pre-norm: x + f(norm(x)) around attention, then around the feed-forward",
         "post": "post-norm inside the residual: x + norm(f(x)) (OLMo 2)",
         "sandwich": "sandwich norms: x + norm(f(norm(x))) (Gemma 3)",

@@ -18,7 +18,9 @@ def plan(p: Planner) -> None:
         ring[k] = bound is not None
     by_ctor: dict[str, list[str]] = {}
     for k, a in every.items():
-        if isinstance(a, ir.ShortConv):
+        if isinstance(a, ir.NoMixer):
+            ctor = "None  # a layer of its feed-forward alone keeps nothing"
+        elif isinstance(a, ir.ShortConv):
             ctor = f"ConvCache(batch, config.d_model, config.{p.conv_taps[k]}, device, dtype)"
         elif isinstance(a, ir.Mamba2):
             heads, head_dim, state = (f"config.{f[k]}" for f in (p.ssm_heads, p.ssm_head_dim, p.ssm_state))
@@ -67,6 +69,7 @@ def plan(p: Planner) -> None:
         "deltanet": bool(linear),
         "conv": bool(convs),
         "mamba2": bool(mambas),
+        "empty": any(isinstance(a, ir.NoMixer) for a in every.values()),  # layers keeping nothing (None)
         "slots": dict_text(slots),
         "ring": dict_text({k: str(v) for k, v in ring.items()}),
         "kinds_expr": "config.layer_types" if len(p.kinds) > 1 else f'["{p.kinds[0]}"] * config.n_layers',

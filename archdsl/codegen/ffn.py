@@ -44,10 +44,11 @@ def dense_class(p: Planner, kind: str, act: str, bias: bool, owner: str) -> str:
 def classes(p: Planner) -> dict[str, str]:
     """The dense feed-forward of each kind that has one: its hidden width and its constructor."""
     blocks = p.blocks
-    hidden = p.per_kind("ffn_hidden", lambda b: b.ffn.hidden if not isinstance(b.ffn, ir.Moe) else None, "hidden width of the dense feed-forward")
+    dense = (ir.Mlp, ir.SwiGLU, ir.GeGLU)
+    hidden = p.per_kind("ffn_hidden", lambda b: b.ffn.hidden if isinstance(b.ffn, dense) else None, "hidden width of the dense feed-forward")
     ctor: dict[str, str] = {}
     for k, b in blocks.items():
         f = b.ffn
-        if not isinstance(f, ir.Moe):
+        if isinstance(f, dense):
             ctor[k] = f"{dense_class(p, f.kind, f.act, f.bias, k)}(config.d_model, config.{hidden[k]})"
     return ctor

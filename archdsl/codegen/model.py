@@ -46,6 +46,7 @@ def finish(p: Planner, title: str, layers_expr: str) -> None:
         "init_std": p.init.std,
         "init_doc": init_doc(p),
         "residual_scaled": repr(p.init.residual_scaled) if p.init.residual_scaled else None,
+        "kaiming_scaled": repr(p.init.kaiming_scaled) if p.init.kaiming_scaled else None,
         "rope_switch": p.rope_switch,
     }
 
@@ -68,6 +69,9 @@ def init_doc(p: Planner) -> str:
     if init.residual_scaled:
         names = " and ".join(n.rpartition(".")[2] for n in init.residual_scaled)
         text += f"; {names}, which end on the residual stream, normal(0, std / √(2 · layers))"
+    if init.kaiming_scaled:
+        names = " and ".join(n.replace(".", "'s ") for n in init.kaiming_scaled)
+        text += f"; {names}, PyTorch's default (kaiming-uniform) divided by √layers"
     text += "; zero biases, norms at identity"
     family = p.plan.checkpoint.get("family")
     if family:
@@ -94,8 +98,16 @@ def custom_init(p: Planner) -> list[dict]:
         names = [c["name"] for c in mambas if c["conv_bias"] == bias]
         if names:
             lines = ["nn.init.normal_(module.conv1d.weight, mean=0.0, std=std)"] + (["nn.init.zeros_(module.conv1d.bias)"] if bias else [])
+            if p.init.ssm_dt:
+                low, high, floor = p.init.ssm_dt
+                lines += [
+                    f"# steps drawn log-uniformly in [{low:g}, {high:g}] (at least {floor:g}); dt_bias = softplus⁻¹(step)",
+                    f"dt = (torch.rand(module.heads) * (math.log({high!r}) - math.log({low!r})) + math.log({low!r})).exp().clamp(min={floor!r})",
+                    "module.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))",
+                ]
+            else:
+                lines.append("nn.init.ones_(module.dt_bias)")
             lines += [
-                "nn.init.ones_(module.dt_bias)",
                 "nn.init.ones_(module.D)",
                 "module.A_log.copy_(torch.arange(1, module.heads + 1, dtype=torch.float32).log())  # A = -1, -2, ..., -heads",
             ]
@@ -138,6 +150,8 @@ def describe(model: ir.Model) -> list[str]:
         if isinstance(a, ir.Mla):
             q = f"q_rank {a.q_rank}, " if a.q_rank else ""
             att = f"MLA {a.heads} heads ({q}kv_rank {a.kv_rank}, qk {a.qk_nope_dim}+{a.qk_rope_dim}, v {a.v_dim})"
+        elif isinstance(a, ir.NoMixer):
+            att = "no token mixer"
         elif isinstance(a, ir.Mamba2):
             att = f"Mamba-2 {a.heads} heads × {a.head_dim} (state {a.state}, {a.groups} group{'s' if a.groups > 1 else ''}, conv {a.conv})"
         elif isinstance(a, ir.ShortConv):
@@ -172,7 +186,9 @@ def describe(model: ir.Model) -> list[str]:
                 r += f" on {b.rope.fraction:g} of each head"
             bits.append(r)
         f = b.ffn
-        if isinstance(f, ir.Moe):
+        if isinstance(f, ir.NoFfn):
+            bits.append("no feed-forward")
+        elif isinstance(f, ir.Moe):
             shared = f" + {f.shared} shared" if f.shared else ""
             bits.append(f"MoE {f.experts} experts × {f.hidden} (top-{f.top_k}{shared}, {f.router.kind} router)")
         else:

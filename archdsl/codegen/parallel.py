@@ -51,7 +51,8 @@ def plan(p: Planner) -> None:
         "tp_plan": entries,
         "refused": refused,
         "mla": mla,
-        "linear": bool(linear),
+        # layers without self_attn: those of another mixer (refused) or of a feed-forward alone
+        "linear": bool(linear) or any(isinstance(b.attention, ir.NoMixer) for b in p.blocks.values()),
         "sinks": sinks,
         "moe": bool(p.plan.moe),
         "tied": p.model.embedding.tied,

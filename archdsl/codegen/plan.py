@@ -177,6 +177,7 @@ class Planner:
         self.ssm_conv: Fields = {}
         self.ssm_chunk: Fields = {}
         self.ssm_norm_eps: Fields = {}
+        self.ssm_dt_min: Fields = {}
         # set by rope.plan: the Config fields of the lengths at which LongRoPE switches factors
         self.rope_switch: list[str] = []
         # set by masks.plan: the inputs each layer receives and the forward's setup lines

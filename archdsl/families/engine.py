@@ -406,6 +406,12 @@ class Init:
     # residual stream: module names ("self_attn.o_proj", "mlp.down_proj")
     residual_scaled: tuple[str, ...] = ()
     normal: frozenset[str] = frozenset()  # drawn from normal(0, std) instead of zeros: "sinks", "router_bias"
+    # projections drawn kaiming-uniform (a = √5, PyTorch's default) and divided by √layers
+    # (Nemotron-H's Mamba-2 out_proj): module names, as residual_scaled
+    kaiming_scaled: tuple[str, ...] = ()
+    # Mamba-2's dt_bias: softplus⁻¹ of steps drawn log-uniformly in [min, max], at least floor
+    # (Mamba's own initialisation); None: ones
+    ssm_dt: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -538,7 +544,7 @@ def complete(flat: dict, top: dict) -> dict:
     """Fill what the language derives: the attention kind from the head counts, head_dim =
     d_model / heads, kv_heads = heads, query_scale = head_dim ** -0.5, shared experts' width."""
     flat = dict(flat)
-    if flat.get("attention.kind") not in ("mla", "gated_deltanet", "mamba2", "short_conv"):  # those have no heads to complete
+    if flat.get("attention.kind") not in ("mla", "gated_deltanet", "mamba2", "short_conv", "none"):  # those have no heads to complete
         heads = flat.get("attention.heads")
         kv = flat.get("attention.kv_heads") or heads
         flat["attention.kv_heads"] = kv

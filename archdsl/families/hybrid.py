@@ -12,7 +12,7 @@ from typing import Any
 
 from ..checkpoints import Naming, Rule
 from .common import FULL, RopeKeys, SparseStep, swiglu
-from .engine import Axis, Const, Custom, Derived, Family, Fixed, HFError, Key, Spec, ffn_axis
+from .engine import Axis, Choice, Consistent, Const, Custom, Derived, Family, Fixed, HFError, Init, Key, Spec, ffn_axis
 from .tables import family, moe
 
 LINEAR = "linear_attention"
@@ -396,6 +396,21 @@ def _granite_hybrid_ffn_write(view, config) -> None:
         config.update(num_local_experts=0, shared_intermediate_size=view.value("ffn.hidden"))
 
 
+def _step_limit(config, out) -> None:
+    """time_step_limit (low, high): steps are clamped to at least low; no upper limit is supported."""
+    limit = config.raw("time_step_limit", [0.0, math.inf])
+    if limit is None:
+        limit = [0.0, math.inf]
+    if not isinstance(limit, (list, tuple)) or len(limit) != 2 or limit[1] != math.inf or not isinstance(limit[0], (int, float)) or isinstance(limit[0], bool) or limit[0] < 0:
+        raise config.refuse("time_step_limit", limit, "it is [low, Infinity]: archdsl clamps steps from below only")
+    out.set("attention.dt_min", float(limit[0]), "mamba")
+
+
+def _step_limit_write(view, config) -> None:
+    if view.has("mamba"):
+        config["time_step_limit"] = [view.value("attention.dt_min", "mamba"), math.inf]
+
+
 GRANITE_HYBRID_NAMES = Naming(
     "granitemoehybrid",
     "model.",
@@ -457,12 +472,146 @@ family(
             Key("mamba_conv_bias", "attention.conv_bias", bool, default=True, tag="mamba", write_default=True),
             Key("mamba_proj_bias", "attention.bias", bool, default=False, tag="mamba", write_default=True),
             Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("mamba",)),
-            Const("time_step_limit", [0.0, math.inf], "archdsl does not clamp Mamba-2's steps (transformers clamps them in the parallel form only)", accept=((0.0, math.inf), [0, math.inf])),
+            Custom(("time_step_limit",), _step_limit, _step_limit_write),
             Const("hidden_act", "silu", "the feed-forwards and Mamba-2's convolution use SiLU"),
             Custom(("num_local_experts", "num_experts_per_tok", "intermediate_size", "shared_intermediate_size"), _granite_hybrid_ffn, _granite_hybrid_ffn_write),
         ],
         axes=[mixer_axis("mamba", "mamba2")],
         aliases={"layers_block_type": "layer_types"},
         naming=GRANITE_HYBRID_NAMES,
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nemotron-H: every layer one sublayer, Mamba-2 (M), attention (*) or a ReLU² MLP (-)
+
+NEMOTRON_H_TYPES = {"linear_attention": "mamba", "full_attention": "attention", "mlp": "mlp", "moe": "moe"}
+NEMOTRON_H_PATTERN = {"M": "linear_attention", "*": "full_attention", "-": "mlp", "E": "moe"}
+
+
+def nemotron_h_axis() -> Axis:
+    def tag_of(flat: dict) -> str:
+        kind = flat.get("attention.kind")
+        return "mamba" if kind == "mamba2" else "mlp" if kind == "none" else "attention"
+
+    return Axis("layer", ("attention", "mamba", "mlp"), tag_of)
+
+
+@dataclass
+class NemotronHLayers(Spec):
+    """The layers, one sublayer each: `layers_block_type` (linear_attention, full_attention, mlp),
+    or the older `hybrid_override_pattern` (M, *, -); their count is the list's (transformers
+    ignores num_hidden_layers then)."""
+
+    def __post_init__(self) -> None:
+        self.keys = ("layers_block_type", "hybrid_override_pattern")
+
+    def read(self, config, out):
+        types = config.get("layers_block_type", list, None)
+        pattern = config.get("hybrid_override_pattern", str, None)
+        if types is None and pattern is not None:
+            unknown = sorted(set(pattern) - set(NEMOTRON_H_PATTERN))
+            if unknown:
+                raise config.refuse("hybrid_override_pattern", pattern, f"{unknown[0]!r} is none of M (Mamba-2), * (attention), - (MLP), E (MoE)")
+            types = [NEMOTRON_H_PATTERN[c] for c in pattern]
+        if types is None:
+            types = ["linear_attention", "moe", "full_attention", "mlp"]  # transformers' default
+        known = {**NEMOTRON_H_TYPES, "mamba": "mamba", "attention": "attention"}  # with the older names
+        for t in types:
+            if not isinstance(t, str) or t not in known:
+                raise config.refuse("layers_block_type", t, "layer types are linear_attention, full_attention, mlp and moe")
+        tags = [known[t] for t in types]
+        if "moe" in tags:
+            raise config.refuse("layers_block_type", "moe", "Nemotron-H's MoE layers (ReLU² experts without a gate) are not supported yet")
+        if not tags or len(tags) > 1_000_000:
+            raise HFError(f"model_type {config.family}: {len(tags)} layers")
+        out.n_layers = len(tags)
+        out.axes["layer"] = tags
+
+    def write(self, view, config):
+        config["layers_block_type"] = [t for tag in view.tags("layer") for t, name in NEMOTRON_H_TYPES.items() if name == tag]
+        config["num_hidden_layers"] = len(config["layers_block_type"])
+
+
+NEMOTRON_H_NAMES = Naming(
+    "nemotron_h",
+    "backbone.",
+    (
+        Rule("backbone.embeddings.weight", ("embed_tokens.weight",)),
+        Rule("backbone.norm_f.weight", ("norm.weight",)),
+        Rule("backbone.layers.{layer}.norm.weight", ("layers.{layer}.input_layernorm.weight",)),
+        # every layer's one sublayer is its `mixer`
+        Rule("backbone.layers.{layer}.mixer.{rest}", ("layers.{layer}.mamba.{rest}",)),
+        Rule("backbone.layers.{layer}.mixer.{rest}", ("layers.{layer}.self_attn.{rest}",)),
+        Rule("backbone.layers.{layer}.mixer.{rest}", ("layers.{layer}.mlp.{rest}",)),
+        Rule("lm_head.weight", ("lm_head.weight",)),
+    ),
+)
+
+family(
+    Family(
+        "nemotron_h",
+        "NemotronHForCausalLM",
+        [
+            Key("vocab_size", "vocab", default=131_072),
+            Key("hidden_size", "d_model", default=4096),
+            Key("max_position_embeddings", "context", default=4096),
+            Key("tie_word_embeddings", "embedding.tied", bool, default=False),
+            Fixed("norm.kind", "rms"),
+            Fixed("norm.weight_fp32", True),  # NemotronHRMSNorm multiplies by the weight in float32
+            Key("layer_norm_epsilon", "norm.eps", float, default=1e-5),
+            NemotronHLayers(),
+            # attention layers: GQA without positions
+            Key("num_attention_heads", "attention.heads", default=32, tag="attention"),
+            Key("num_key_value_heads", "attention.kv_heads", default=8, tag="attention"),
+            Key("head_dim", "attention.head_dim", default=128, tag="attention", write_default=True),
+            Key("attention_bias", "attention.bias", bool, default=False, tag="attention", to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool, write_default=True),
+            Const("sliding_window", None, "Nemotron-H's sliding windows are not supported"),
+            Fixed("rope", None),
+            Fixed("ffn.kind", "none", "attention"),
+            # Mamba-2 layers
+            Fixed("attention.kind", "mamba2", "mamba"),
+            Fixed("ffn.kind", "none", "mamba"),
+            Key("mamba_num_heads", "attention.heads", default=128, tag="mamba", write_default=True),
+            Key("mamba_head_dim", "attention.head_dim", default=64, tag="mamba", write_default=True),
+            Key("ssm_state_size", "attention.state", default=128, tag="mamba", write_default=True),
+            Key("n_groups", "attention.groups", default=8, tag="mamba", write_default=True),
+            Key("conv_kernel", "attention.conv", default=4, tag="mamba", write_default=True),
+            Key("chunk_size", "attention.chunk_size", default=128, tag="mamba", write_default=True),
+            Key("use_conv_bias", "attention.conv_bias", bool, default=True, tag="mamba", write_default=True),
+            Key("use_bias", "attention.bias", bool, default=False, tag="mamba", write_default=True),  # in_proj's and out_proj's
+            Key("time_step_min", "attention.dt_min", float, default=0.001, tag="mamba", write_default=True),
+            Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("mamba",)),
+            Const("mamba_hidden_act", "silu", "Mamba-2's convolution is followed by SiLU"),
+            # MLP layers: ReLU² by default
+            Fixed("attention.kind", "none", "mlp"),
+            Fixed("ffn.kind", "mlp", "mlp"),
+            Key("intermediate_size", "ffn.hidden", default=21_504, tag="mlp", write_default=True),
+            Key("mlp_bias", "ffn.bias", bool, default=False, tag="mlp", write_default=True),
+            Choice("mlp_hidden_act", "ffn.act", {"relu2": "relu2", "silu": "silu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}, default="relu2", tag="mlp"),
+            Const("residual_in_fp32", False, "residuals kept in float32 are not supported"),
+            Const("num_nextn_predict_layers", 0, "Nemotron-H's multi-token prediction layers are not supported"),
+            Consistent("attention_head_dim", lambda out: out.get("attention.head_dim", "attention"), "transformers reads head_dim"),
+        ],
+        axes=[nemotron_h_axis()],
+        aliases={"layer_types": "layers_block_type"},
+        # keys transformers' Nemotron-H does not read for this model: the Mamba-2 width (it is
+        # mamba_num_heads · mamba_head_dim), the steps' initialisation and an unused limit, a bias
+        # switch of older code (use_bias is the one read), the MoE
+        # sizes (no MoE layers), the MTP layers' types, kernels and cache dtype switches, and
+        # the activation key of other families
+        ignored=frozenset(
+            {
+                "expand", "time_step_max", "time_step_floor", "time_step_limit", "mamba_proj_bias", "rescale_prenorm_residual",
+                "n_routed_experts", "n_shared_experts", "moe_intermediate_size", "moe_shared_expert_intermediate_size", "moe_latent_size",
+                "moe_shared_expert_overlap", "num_experts_per_tok", "routed_scaling_factor", "n_group", "topk_group", "norm_topk_prob",
+                "mtp_layers_block_type", "mtp_hybrid_override_pattern", "use_mamba_kernels", "mamba_ssm_cache_dtype", "num_logits_to_keep",
+                "hidden_act", "rms_norm_eps",
+            }
+        ),
+        naming=NEMOTRON_H_NAMES,
+        layers_default=4,  # the count is the layer list's
+        init=Init(kaiming_scaled=("mamba.out_proj",), ssm_dt=(0.001, 0.1, 1e-4)),
     )
 )
