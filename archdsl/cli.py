@@ -340,6 +340,7 @@ def _print_per_device(d, device_memory: float | None) -> None:
         (f"gradients ({d.dtype})", d.grad_bytes),
         ("AdamW states (2 x fp32)", d.optimizer_bytes),
         (f"KV cache ({d.context:,} tokens, batch 1, {d.dtype})", d.kv_cache_bytes),
+        *([("recurrent state (batch 1)", d.state_bytes)] if d.state_bytes else []),
         ("total (activations not included)", d.total_bytes),
     ]
     if device_memory is not None:

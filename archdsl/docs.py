@@ -27,6 +27,7 @@ SECTIONS = [
     ("Block", "Settings of a `block` kind (also accepted at model level, as defaults for every kind).", [ir.Block]),
     ("Attention", "`attention KIND(...)`; kinds: `mha`, `gqa`, `mqa`.", [ir.Attention]),
     ("Latent attention", "`attention mla(...)`: multi-head latent attention (DeepSeek V2/V3, Kimi K2).", [ir.Mla]),
+    ("Sparse attention", "`indexer=lightning(...)` inside `mla(...)`: DeepSeek Sparse Attention (DeepSeek V3.2).", [ir.Indexer]),
     (
         "Linear attention",
         "`attention gated_deltanet(...)`: Gated DeltaNet (Qwen3-Next, Qwen3.5), a state of fixed size per head instead of a KV cache. "
@@ -37,6 +38,11 @@ SECTIONS = [
         "State space model",
         "`attention mamba2(...)`: Mamba-2 in place of attention (Granite 4.0-H, Nemotron-H, Falcon-H1); no positions, a fixed-size state.",
         [ir.Mamba2],
+    ),
+    (
+        "One sublayer",
+        "`attention none` or `ffn none`: a layer of its feed-forward, or its token mixer, alone, around one pre-norm (Nemotron-H).",
+        [ir.NoMixer, ir.NoFfn],
     ),
     (
         "Short convolution",

@@ -292,6 +292,8 @@ def _attention_card(att, d_model: int) -> Card:
         items += [f"qk dim {att.qk_nope_dim} + {att.qk_rope_dim} rope", f"v dim {att.v_dim}"]
         if att.bias:
             items.append("biases")
+        if att.indexer:
+            items.append(f"sparse: top-{_int(att.indexer.top_k)} keys (indexer, {att.indexer.heads} heads × {att.indexer.head_dim})")
         return _card_of("attention", title, items)
     if isinstance(att, ir.NoMixer):
         return _card_of("attention", title, [], dashed=True)

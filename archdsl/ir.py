@@ -190,6 +190,21 @@ class LogPosition(IR):
 Temperature = Annotated[Union[LogSteps, LogPosition], Field(discriminator="kind")]
 
 
+class Indexer(IR):
+    """DeepSeek Sparse Attention's lightning indexer (DeepSeek V3.2): top_k keys per query.
+
+    Each query attends only to the top_k keys its indexer ranks highest (among those it may
+    see). The indexer has its own small heads: queries from the query latent (q_rank features), one
+    key per token from the input (LayerNorm-ed, head_dim features; the first qk_rope_dim of both
+    carry RoPE, in the half layout); a key's score is Σ_heads w_h · relu(q_h · k / sqrt(head_dim)),
+    with weights w projected from the input. Its keys are cached beside the latent."""
+
+    kind: Literal["lightning"] = "lightning"
+    heads: int = setting(64, "indexer heads", gt=0)
+    head_dim: int = setting(128, "features of an indexer query head and of its key", "features", gt=0)
+    top_k: int = setting(2048, "keys each query attends to", "tokens", gt=0)
+
+
 class Mla(IR):
     """Multi-head latent attention (DeepSeek V2/V3): keys and values are rebuilt from a small cached latent.
 
@@ -205,6 +220,7 @@ class Mla(IR):
     v_dim: int = setting(..., "value features per head", "features", gt=0)
     bias: bool = setting(False, "biases on the q_a, kv_a and output projections")
     latent_eps: float = setting(1e-6, "eps of the RMSNorms on the q and kv latents", gt=0)
+    indexer: "Indexer | None" = setting(None, "sparse attention: a lightning indexer picks the keys each query attends to (DeepSeek V3.2)")
     query_scale: float = setting(
         None,
         "softmax scale",
@@ -216,6 +232,13 @@ class Mla(IR):
     def head_dim(self) -> int:
         """Query/key features per head."""
         return self.qk_nope_dim + self.qk_rope_dim
+
+    def check(self, ctx, at):
+        if self.indexer is not None:
+            if self.q_rank is None:
+                raise error(at("indexer"), "the indexer reads the query latent: it needs q_rank")
+            if self.indexer.head_dim < self.qk_rope_dim:
+                raise error(at("indexer.head_dim"), f"the indexer's head_dim {self.indexer.head_dim} is less than the {self.qk_rope_dim} features RoPE rotates (qk_rope_dim)")
 
     @property
     def rotary_base(self) -> int:
@@ -289,9 +312,10 @@ class GatedDeltaNet(IR):
 
 
 class ShortConv(IR):
-    """Gated short convolution (LFM2): out(C · conv(B · x)), where B, C and x are three
-    projections of the input (d_model features each) and conv a causal depthwise convolution over
-    the last `conv` tokens. No attention, no positions; its state is the convolution's last
+    """Gated short convolution (LFM2): out(C · conv(B · x)), no attention and no positions.
+
+    B, C and x are three projections of the input (d_model features each) and conv a causal
+    depthwise convolution over the last `conv` tokens; its state is the convolution's last
     conv - 1 inputs."""
 
     kind: Literal["short_conv"]
@@ -698,8 +722,7 @@ class Moe(IR):
 
 
 class NoFfn(IR):
-    """No feed-forward: the layer is its token mixer alone, around one norm (Nemotron-H's Mamba-2
-    and attention layers)."""
+    """No feed-forward: the layer is its token mixer alone, around one norm (Nemotron-H)."""
 
     kind: Literal["none"]
 
@@ -898,6 +921,7 @@ class Model(IR):
 
 
 Attention.model_rebuild()
+Mla.model_rebuild()
 Block.model_rebuild()
 Model.model_rebuild()
 

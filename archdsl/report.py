@@ -63,7 +63,8 @@ def _attention(att) -> str:
         return f"Gated DeltaNet {att.heads} heads / {att.key_heads} QK, state {att.key_dim}×{att.value_dim}, conv {att.conv}"
     if isinstance(att, ir.Mla):
         q = f"q rank {_int(att.q_rank)}, " if att.q_rank else ""
-        return f"MLA {att.heads} heads, {q}kv rank {_int(att.kv_rank)}"
+        sparse = f", top-{_int(att.indexer.top_k)} keys (indexer)" if att.indexer else ""
+        return f"MLA {att.heads} heads, {q}kv rank {_int(att.kv_rank)}{sparse}"
     text = f"{att.kind.upper()} {att.heads} heads"
     if att.kind == "gqa":
         text += f" / {att.kv_heads} KV"

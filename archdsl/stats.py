@@ -15,7 +15,8 @@ Definitions
 - embedding_params: the token embedding matrix (learned positions are counted separately).
 - mtp_params: the multi-token-prediction modules, counted in neither total nor active.
 - kv_cache_bytes_per_token: bytes one more token adds to the cache, summed over layers
-  (a key and a value of kv_heads · head_dim features each; MLA: kv_rank + qk_rope_dim; linear
+  (a key and a value of kv_heads · head_dim features each; MLA: kv_rank + qk_rope_dim, and the
+  indexer's key of head_dim features with sparse attention; linear
   attention layers add nothing).
 - kv_cache_bytes: the cache at `context` tokens; sliding-window and chunked layers keep at
   most `window` / `chunk` tokens.
@@ -32,6 +33,8 @@ Definitions
   head) + per layer (score and value FLOPs per key) · visible keys, where a key costs
   4 · heads · head_dim (MLA: 2 · heads · (qk_nope_dim + qk_rope_dim + v_dim)) and visible keys
   are min(context, window) on window layers, (context - 1) mod chunk + 1 on chunked layers;
+  with sparse attention (an indexer) a query attends to at most top_k of its visible keys, and
+  the indexer scores every visible key for 2 · heads · head_dim + 2 · heads FLOPs;
   + per linear-attention layer the recurrent step, the same at every context (Gated DeltaNet:
   the convolution, 2 · conv per channel, and per head 7 · key_dim · value_dim to decay the
   state, read it with the key, write the correction and read it with the query; Mamba-2: the
@@ -97,7 +100,22 @@ def mla_params(att: ir.Mla, d_model: int) -> int:
     kv += (att.kv_rank + att.qk_rope_dim) if att.bias else 0
     kv += att.kv_rank * att.heads * (att.qk_nope_dim + att.v_dim)  # kv_b
     o = att.heads * att.v_dim * d_model + (d_model if att.bias else 0)
-    return q + kv + o
+    return q + kv + o + indexer_params(att, d_model)
+
+
+def indexer_params(att: ir.Mla, d_model: int) -> int:
+    """The lightning indexer: its query projection from the query latent, its key projection and
+    key LayerNorm (weight and bias), and the per-head weights' projection."""
+    ix = att.indexer
+    if ix is None:
+        return 0
+    return att.q_rank * ix.heads * ix.head_dim + d_model * ix.head_dim + 2 * ix.head_dim + d_model * ix.heads
+
+
+def indexer_flops_per_key(att) -> int:
+    """FLOPs the indexer spends on each visible key: a score per head, weighed and summed."""
+    ix = getattr(att, "indexer", None)
+    return 0 if ix is None else 2 * ix.heads * ix.head_dim + 2 * ix.heads
 
 
 def deltanet_params(att: ir.GatedDeltaNet, d_model: int) -> int:
@@ -135,7 +153,9 @@ def attention_matmul_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_mod
         qk = att.qk_nope_dim + att.qk_rope_dim
         q = d_model * att.heads * qk if att.q_rank is None else d_model * att.q_rank + att.q_rank * att.heads * qk
         kv = d_model * (att.kv_rank + att.qk_rope_dim) + att.kv_rank * att.heads * (att.qk_nope_dim + att.v_dim)
-        return q + kv + att.heads * att.v_dim * d_model
+        ix = att.indexer
+        index = 0 if ix is None else att.q_rank * ix.heads * ix.head_dim + d_model * (ix.head_dim + ix.heads)
+        return q + kv + att.heads * att.v_dim * d_model + index
     gate = att.heads * att.head_dim if att.output_gate else 0
     return d_model * (att.head_dim * (2 * att.heads + 2 * att.kv_heads) + gate)
 
@@ -255,7 +275,7 @@ def kv_features(att) -> int:
     if not ir.is_softmax(att):
         return 0
     if isinstance(att, ir.Mla):
-        return att.kv_rank + att.qk_rope_dim
+        return att.kv_rank + att.qk_rope_dim + (att.indexer.head_dim if att.indexer else 0)  # and the indexer's key
     return 2 * att.kv_heads * att.head_dim
 
 
@@ -372,7 +392,9 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         kv_total += n * per_token * cached_tokens(att, context)
         state += n * state_bytes_of(att, model.d_model, bytes_per)
         matmul = attention_matmul_params(att, model.d_model) + ffn_matmul_params(block.ffn, model.d_model)
-        flops += n * (2 * matmul + attention_flops_per_key(att) * visible_keys(att, context) + recurrent_flops(att, model.d_model))
+        keys = visible_keys(att, context)
+        attended = keys if getattr(att, "indexer", None) is None else min(keys, att.indexer.top_k)  # sparse attention
+        flops += n * (2 * matmul + attention_flops_per_key(att) * attended + indexer_flops_per_key(att) * keys + recurrent_flops(att, model.d_model))
     return Stats(
         total_params=total,
         active_params=active,
@@ -521,6 +543,12 @@ def attention_tensors(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: in
         out.append(TensorShape(f"{p}.kv_a_layernorm.weight", (att.kv_rank,)))
         out += _linear(f"{p}.kv_b_proj", att.heads * (att.qk_nope_dim + att.v_dim), att.kv_rank, False, "col")
         out += _linear(f"{p}.o_proj", d_model, att.heads * att.v_dim, att.bias, "row")
+        ix = att.indexer
+        if ix is not None:  # replicated under tp
+            out += _linear(f"{p}.indexer.wq_b", ix.heads * ix.head_dim, att.q_rank, False, None)
+            out += _linear(f"{p}.indexer.wk", ix.head_dim, d_model, False, None)
+            out += [TensorShape(f"{p}.indexer.k_norm.weight", (ix.head_dim,)), TensorShape(f"{p}.indexer.k_norm.bias", (ix.head_dim,))]
+            out += _linear(f"{p}.indexer.weights_proj", ix.heads, d_model, False, None)
         return out
     q_out, kv_out = att.heads * att.head_dim, att.kv_heads * att.head_dim
     gates = q_out if att.output_gate else 0  # projected beside the queries, head by head
@@ -697,6 +725,7 @@ class PerDevice:
     grad_bytes: int
     optimizer_bytes: int  # AdamW's exp_avg and exp_avg_sq, in float32
     kv_cache_bytes: int  # batch 1, at `context` tokens, key/value heads split over tp
+    state_bytes: int  # batch 1: the recurrent layers' state (not split: tp does not split those layers)
     context: int
     dtype: str
 
@@ -706,7 +735,7 @@ class PerDevice:
 
     @property
     def total_bytes(self) -> int:
-        return self.param_bytes + self.grad_bytes + self.optimizer_bytes + self.kv_cache_bytes
+        return self.param_bytes + self.grad_bytes + self.optimizer_bytes + self.kv_cache_bytes + self.state_bytes
 
     def as_dict(self) -> dict:
         return {
@@ -719,6 +748,7 @@ class PerDevice:
             "grad_bytes": self.grad_bytes,
             "optimizer_bytes": self.optimizer_bytes,
             "kv_cache_bytes": self.kv_cache_bytes,
+            "state_bytes": self.state_bytes,
             "total_bytes": self.total_bytes,
         }
 
@@ -728,19 +758,20 @@ ADAMW_STATE_BYTES = 8  # exp_avg and exp_avg_sq, float32 each
 
 def per_device(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1, dtype: str = "bf16", context: int | None = None) -> PerDevice:
     """Bytes on the most loaded device of parallelize(model, mesh) for a mesh of dp × tp × ep:
-    parameters and gradients at `dtype`, AdamW's two float32 states, and the KV cache of one
-    sequence of `context` tokens (default the model's). Raises ShardingError when a mesh size
+    parameters and gradients at `dtype`, AdamW's two float32 states, and the KV cache (and the
+    recurrent layers' state) of one sequence of `context` tokens (default the model's). Raises ShardingError when a mesh size
     does not divide what it splits."""
     check_mesh(model, dp, tp, ep)
     context = model.context if context is None else context
     params = sum(held_elements(t, dp, tp, ep) * count for _, t, count in model_tensors(model))
     bytes_per = DTYPE_BYTES[dtype]
     counts = Counter(model.layer_kinds)
-    kv = 0
+    kv = state = 0
     for kind in model.used_kinds:
         att = model.kinds[kind].attention
         features = kv_features(att) if isinstance(att, ir.Mla) else kv_features(att) // tp  # MLA's latent is not split
         kv += counts[kind] * features * bytes_per * cached_tokens(att, context)
+        state += counts[kind] * state_bytes_of(att, model.d_model, bytes_per)
     return PerDevice(
         dp=dp,
         tp=tp,
@@ -750,6 +781,7 @@ def per_device(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1, dtype: st
         grad_bytes=params * bytes_per,
         optimizer_bytes=params * ADAMW_STATE_BYTES,
         kv_cache_bytes=kv,
+        state_bytes=state,
         context=context,
         dtype=dtype,
     )

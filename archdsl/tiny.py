@@ -8,7 +8,8 @@ vocabulary at most 256; the context at most 256. Values that follow a rule in th
 keep following it (an embedding scale of sqrt(d_model), a query scale of head_dim ** -0.5);
 other constants (RoPE theta and scaling, eps, softcaps, explicit query scales) are kept.
 
-MLA ranks become q_rank 32, kv_rank 16, qk_nope_dim 16, qk_rope_dim 8, v_dim 16 (4 heads).
+MLA ranks become q_rank 32, kv_rank 16, qk_nope_dim 16, qk_rope_dim 8, v_dim 16 (4 heads); its
+indexer (sparse attention) 4 heads of 16 features choosing at most 8 keys.
 Gated DeltaNet keeps its value heads per query/key head (at most 2 query/key heads), with
 16 key features per head and values in the same ratio; its convolution keeps its taps.
 Mamba-2 keeps 2 heads of 16 features per group (at most 2 groups), 16 state features, chunks of
@@ -72,8 +73,9 @@ def tiny_d_model(model: ir.Model) -> int:
 
 
 def _mla(a: ir.Mla) -> ir.Mla:
+    indexer = a.indexer and a.indexer.model_copy(update={"heads": 4, "head_dim": HEAD_DIM, "top_k": min(a.indexer.top_k, MAX_WINDOW)})
     return a.model_copy(
-        update={"heads": 4, "q_rank": None if a.q_rank is None else 32, "kv_rank": 16, "qk_nope_dim": 16, "qk_rope_dim": 8, "v_dim": 16}
+        update={"heads": 4, "q_rank": None if a.q_rank is None else 32, "kv_rank": 16, "qk_nope_dim": 16, "qk_rope_dim": 8, "v_dim": 16, "indexer": indexer}
     )
 
 

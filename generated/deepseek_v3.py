@@ -303,7 +303,8 @@ class Attention(nn.Module):
         cache: LatentCache | None = None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+        q_latent = self.q_a_layernorm(self.q_a_proj(x))
+        q = self.q_b_proj(q_latent)
         q = q.view(b, t, self.n_heads, -1).transpose(
             1, 2
         )  # [b, heads, t, qk_nope_dim + qk_rope_dim]

@@ -421,8 +421,10 @@ class Model(nn.Module):
             nn.init.zeros_(module.bias)
         if isinstance(module, RMSNorm):
             nn.init.ones_(module.weight)
-        if isinstance(module, ShortConv):
-            nn.init.normal_(module.conv.weight, mean=0.0, std=std)
+        if isinstance(module, nn.Conv1d):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.LongTensor, max_new_tokens: int) -> torch.LongTensor:

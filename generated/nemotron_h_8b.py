@@ -605,9 +605,11 @@ class Model(nn.Module):
             nn.init.zeros_(module.bias)
         if isinstance(module, RMSNorm):
             nn.init.ones_(module.weight)
+        if isinstance(module, nn.Conv1d):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         if isinstance(module, Mamba2):
-            nn.init.normal_(module.conv1d.weight, mean=0.0, std=std)
-            nn.init.zeros_(module.conv1d.bias)
             # steps drawn log-uniformly in [0.001, 0.1] (at least 0.0001); dt_bias = softplus⁻¹(step)
             dt = (
                 (torch.rand(module.heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001))

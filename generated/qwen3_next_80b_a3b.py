@@ -723,8 +723,11 @@ class Model(nn.Module):
             nn.init.zeros_(module.bias)
         if isinstance(module, RMSNorm):
             nn.init.zeros_(module.weight)
+        if isinstance(module, nn.Conv1d):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         if isinstance(module, GatedDeltaNet):
-            nn.init.normal_(module.conv1d.weight, mean=0.0, std=std)
             nn.init.ones_(module.dt_bias)
             module.A_log.copy_(
                 torch.empty_like(module.A_log).uniform_(0.01, 16).log()

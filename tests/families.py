@@ -56,6 +56,9 @@ SIZES = {
     "mamba_d_head": 32,
     "mamba_d_state": 16,
     "mamba_chunk_size": 8,
+    "index_n_heads": 4,
+    "index_head_dim": 16,
+    "index_topk": 8,  # fewer than the tests' tokens: the indexer's choice matters
 }
 # Lists transformers derives from other keys when they are absent.
 DERIVED = ("layer_types", "no_rope_layers", "moe_layers", "mlp_layer_types")

@@ -142,6 +142,18 @@ CASES = [
     ("range backwards", spec(layers=f"0..3 b, 4..{MARK}2 b"), "range 4..2 ends before it starts", None),
     # --- consistency (validators of the IR types) ----------------------------------------------
     ("window and chunk", spec(block=f"    attention gqa(heads=4, kv_heads=2, window=4, {MARK}chunk=8)\n    ffn swiglu(hidden=64)"), "a layer has either a sliding window or attention chunks, not both", None),
+    (
+        "indexer needs q_rank",
+        spec(block=f"    attention mla(heads=4, kv_rank=8, qk_nope_dim=8, qk_rope_dim=4, v_dim=8, {MARK}indexer=lightning(heads=2, head_dim=8, top_k=4))\n    rope theta=10_000\n    ffn swiglu(hidden=64)"),
+        "the indexer reads the query latent: it needs q_rank",
+        None,
+    ),
+    (
+        "indexer head_dim",
+        spec(block=f"    attention mla(heads=4, q_rank=16, kv_rank=8, qk_nope_dim=8, qk_rope_dim=8, v_dim=8, indexer=lightning(heads=2, {MARK}head_dim=4, top_k=4))\n    rope theta=10_000\n    ffn swiglu(hidden=64)"),
+        "the indexer's head_dim 4 is less than the 8 features RoPE rotates (qk_rope_dim)",
+        None,
+    ),
     ("mla needs rope", spec(block=f"    {MARK}attention mla(heads=4, kv_rank=8, qk_nope_dim=8, qk_rope_dim=4, v_dim=8)\n    ffn swiglu(hidden=64)"), "mla attention needs RoPE: its qk_rope_dim features exist to carry positions", None),
     ("top_k", spec(block=MOE.format(f"experts=4, {MARK}top_k=5, hidden=8, router=softmax_topk")), "top_k 5 is larger than the 4 experts", None),
     ("shared negative", spec(block=MOE.format(f"experts=4, top_k=2, hidden=8, {MARK}shared=-1, router=softmax_topk")), "'shared' must not be negative, found -1", None),

@@ -222,6 +222,33 @@ def test_mamba2_model_decodes_as_it_reads(tiny_mamba):
     assert s.state_bytes == 2 * (3 * (128 + 64) * 4 + 4 * 4 * 32 * 16) == single.nbytes() - s.kv_cache_bytes
 
 
+def test_sparse_attention_attends_to_the_indexers_choice(tmp_path):
+    """DeepSeek V3.2's tiny twin: with top_k below the sequence the indexer's choice changes the
+    outputs; with top_k at least the sequence every visible key is attended (the choice is moot),
+    and the cache keeps the indexer's keys, as stats counts them."""
+    import dataclasses
+
+    m = generate("deepseek-v3.2", tmp_path, tiny=True)
+    torch.manual_seed(0)
+    model = m.Model(m.Config())
+    model.init_weights(std=0.1)
+    model.eval()
+    ids = torch.randint(0, m.Config().vocab_size, (1, 24), generator=torch.Generator().manual_seed(11))
+
+    def logits(top_k: int) -> torch.Tensor:
+        other = m.Model(dataclasses.replace(m.Config(), index_top_k=top_k))
+        other.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            return other.eval()(ids)
+
+    assert m.Config().index_top_k == 8
+    everything = logits(24)
+    assert relative(logits(100), everything) == 0
+    assert relative(logits(8), everything) > 1e-3
+    cache = m.KVCache(m.Config(), 1, 24)
+    assert all(c.index_keys.shape == (1, 24, m.Config().index_head_dim) for c in cache.layers)
+
+
 HYBRID_FLAGSHIPS = json.loads((Path(__file__).parent / "data" / "hybrids.json").read_text())
 
 
@@ -362,6 +389,16 @@ def test_tensor_parallelism_refuses_linear_layers_and_the_rest_is_counted():
     with pytest.raises(ShardingError, match="gated_deltanet layers of layer kind linear are not split by tensor parallelism"):
         check_mesh(model, tp=2)
     check_mesh(model, dp=4, ep=8)
+
+
+def test_per_device_memory_counts_the_state():
+    from archdsl.stats import per_device
+
+    model = load_model("nemotron-h-8b")
+    d = per_device(model, dp=2, context=8192)
+    s = compute(model, context=8192)
+    assert d.state_bytes == s.state_bytes > 0 and d.kv_cache_bytes == s.kv_cache_bytes
+    assert d.total_bytes == d.param_bytes + d.grad_bytes + d.optimizer_bytes + d.kv_cache_bytes + d.state_bytes
 
 
 def test_parallelize_names_the_refusal(tiny_next):

@@ -1,5 +1,6 @@
 """parallelize(): FSDP2 ("dp"), tensor parallelism ("tp") and expert parallelism ("ep") on 4 CPU
-processes (gloo), for a dense, a MoE, an MLA + MoE and a hybrid (Gated DeltaNet, short convolution) model.
+processes (gloo), for a dense, a MoE, an MLA + MoE and a hybrid (Gated DeltaNet, short convolution,
+Mamba-2) model.
 
 One set of 4 processes runs every case (tests/parallel_worker.py). For each (model, mesh): the
 logits after init_weights() (same seed) and after a sharded load equal the single-process logits; three AdamW steps give the same
@@ -107,7 +108,7 @@ model par_mla "mla" {
 }
 """,
     "hybrid": """
-model par_hybrid "Gated DeltaNet, short convolution and gated attention, with experts" {
+model par_hybrid "Gated DeltaNet, short convolution, gated attention, Mamba-2 and an MLP alone; experts" {
   vocab 256; d_model 64; context 64
   norm rms(eps=1e-6, zero_centered, weight_fp32)
   ffn moe(experts=8, top_k=2, hidden=32, shared=1, shared_gate, router=softmax_topk(normalize))
@@ -121,7 +122,14 @@ model par_hybrid "Gated DeltaNet, short convolution and gated attention, with ex
     attention gqa(heads=8, kv_heads=4, head_dim=16, qk_norm, output_gate)
     rope theta=10_000 fraction=0.5
   }
-  layers linear, conv, full
+  block ssm {
+    attention mamba2(heads=4, head_dim=16, state=8, groups=2, chunk_size=4)
+  }
+  block mlp {
+    attention none
+    ffn swiglu(hidden=64)
+  }
+  layers linear, conv, full, ssm, mlp
 }
 """,
 }

@@ -31,6 +31,10 @@ def sizes(p: Planner) -> None:
     p.qk_rope_dim = field("qk_rope_dim", lambda a: a.qk_rope_dim, "MLA: query/key features that carry RoPE", mla)
     p.v_dim = field("v_dim", lambda a: a.v_dim, "MLA: value features per head", mla)
     p.latent_eps = field("latent_eps", lambda a: a.latent_eps, "MLA: eps of the latent norms", mla)
+    indexed = {k: a for k, a in mla.items() if a.indexer is not None}
+    p.index_heads = field("index_heads", lambda a: a.indexer.heads, "sparse attention: indexer heads", indexed)
+    p.index_head_dim = field("index_head_dim", lambda a: a.indexer.head_dim, "sparse attention: features of an indexer head and key", indexed)
+    p.index_top_k = field("index_top_k", lambda a: a.indexer.top_k, "sparse attention: keys each query attends to", indexed)
     p.scale = field(
         "query_scale",
         lambda a: a.query_scale if isinstance(a, ir.Mla) or not math.isclose(a.query_scale, a.head_dim**-0.5, rel_tol=1e-12) else None,
@@ -134,6 +138,7 @@ def classes(p: Planner) -> dict[str, str]:
                 "qk_rope_dim": f"config.{p.qk_rope_dim[k]}",
                 "v_dim": f"config.{p.v_dim[k]}",
                 "latent_eps": f"config.{p.latent_eps[k]}",
+                "indexer": {"heads": f"config.{p.index_heads[k]}", "head_dim": f"config.{p.index_head_dim[k]}", "top_k": f"config.{p.index_top_k[k]}"} if a.indexer else None,
                 "scale": f"config.{p.scale[k]}",
                 "bias": a.bias,
                 "mask": "never" if mask == "never" else ("always" if mask == "always" else "optional"),
@@ -181,7 +186,10 @@ def classes(p: Planner) -> dict[str, str]:
     mambas = [key for key in rendered if templates[key] == "mamba2.py.j2"]
     if deltanet or convs or mambas:  # causal_conv(), with a bias argument where a convolution has one
         p.plan.conv_bias = any(contexts[key]["bias"] for key in convs) or any(contexts[key]["conv_bias"] for key in mambas)
+    indexed = [key for key in rendered if contexts[key].get("indexer")]
     for key, group in rendered.items():
+        if key in indexed:
+            contexts[key]["first_indexed"] = key == indexed[0]  # the first one brings the Indexer class
         if key in mambas:
             name = p.class_name("Mamba2" if len(mambas) == 1 else f"{camel(group[0])}Mamba2")
             contexts[key]["first"] = key == mambas[0]
@@ -220,7 +228,8 @@ def doc(a: ir.Attention | ir.Mla | ir.GatedDeltaNet | ir.ShortConv) -> str:
         q = f"queries through a rank-{a.q_rank} bottleneck" if a.q_rank else "queries projected directly"
         return (
             f"Multi-head latent attention: {a.heads} heads; keys and values rebuilt from a {a.kv_rank}-feature latent; "
-            f"{q}; {a.qk_nope_dim} + {a.qk_rope_dim} query/key features per head (the second part carries RoPE), {a.v_dim} value features."
+            f"{q}; {a.qk_nope_dim} + {a.qk_rope_dim} query/key features per head (the second part carries RoPE), {a.v_dim} value features"
+            + (f"; sparse: each query attends to the {a.indexer.top_k} keys a lightning indexer ranks highest." if a.indexer else ".")
         )
     if a.kind == "mha":
         text = f"Multi-head attention: {a.heads} heads of {a.head_dim} features"

@@ -33,7 +33,8 @@ def plan(p: Planner) -> None:
                 f"config.{p.linear_key_dim[k]}, config.{p.linear_value_dim[k]}, device, dtype)"
             )
         elif isinstance(a, ir.Mla):
-            ctor = f"LatentCache(self, batch, self.slots[kind], config.{p.kv_rank[k]}, config.{p.qk_rope_dim[k]}, device, dtype)"
+            index = f", config.{p.index_head_dim[k]}" if a.indexer else ""
+            ctor = f"LatentCache(self, batch, self.slots[kind], config.{p.kv_rank[k]}, config.{p.qk_rope_dim[k]}, device, dtype{index})"
         else:
             kv = p.kv_heads[k] or p.heads[k]
             ctor = f"LayerCache(self, batch, config.{kv}, self.slots[kind], config.{p.head_dim[k]}, self.ring[kind], device, dtype)"
@@ -53,7 +54,7 @@ def plan(p: Planner) -> None:
     else:
         doc = "Every layer keeps a slot per position."
     if any(isinstance(a, ir.Mla) for a in att.values()):
-        doc += " MLA layers keep only their latent and rope key."
+        doc += " MLA layers keep only their latent and rope key" + (" (and their indexer's key)." if any(isinstance(a, ir.Mla) and a.indexer for a in att.values()) else ".")
     linear = [k for k, a in every.items() if isinstance(a, ir.GatedDeltaNet)]
     if linear:
         doc += f" {', '.join(linear)} layers (Gated DeltaNet) keep a state whose size does not depend on the length."
@@ -66,6 +67,7 @@ def plan(p: Planner) -> None:
     dict_text = lambda d: "{" + ", ".join(f'"{k}": {v}' for k, v in d.items()) + "}"  # noqa: E731
     p.plan.cache = {
         "latent": any(isinstance(a, ir.Mla) for a in att.values()),
+        "indexer": any(isinstance(a, ir.Mla) and a.indexer is not None for a in att.values()),
         "deltanet": bool(linear),
         "conv": bool(convs),
         "mamba2": bool(mambas),

@@ -84,41 +84,39 @@ def custom_init(p: Planner) -> list[dict]:
     out = []
     if any(c["xielu"] for c in p.plan.ffn_classes):
         out.append({"classes": "XIELU", "lines": ["module.reset()"]})
+    # Each entry initialises the module's own tensors only: a parallelized init_weights() draws
+    # one module at a time (init_parallelized), its children apart.
+    templates = {c["template"] for c in p.plan.attention_classes}
+    if templates & {"deltanet.py.j2", "mamba2.py.j2", "shortconv.py.j2"}:  # their causal convolutions
+        out.append({"classes": "nn.Conv1d", "lines": ["nn.init.normal_(module.weight, mean=0.0, std=std)", "if module.bias is not None:", "    nn.init.zeros_(module.bias)"]})
     deltanet = [c["name"] for c in p.plan.attention_classes if c["template"] == "deltanet.py.j2"]
     if deltanet:
         lines = [
-            "nn.init.normal_(module.conv1d.weight, mean=0.0, std=std)",
             "nn.init.ones_(module.dt_bias)",
             "module.A_log.copy_(torch.empty_like(module.A_log).uniform_(0.01, 16).log())  # decay rates in [0.01, 16]",
         ]
         out.append({"classes": class_tuple(deltanet), "lines": lines})
         out.append({"classes": "GatedRMSNorm", "lines": ["nn.init.ones_(module.weight)"]})
-    mambas = [c for c in p.plan.attention_classes if c["template"] == "mamba2.py.j2"]
-    for bias in (False, True):
-        names = [c["name"] for c in mambas if c["conv_bias"] == bias]
-        if names:
-            lines = ["nn.init.normal_(module.conv1d.weight, mean=0.0, std=std)"] + (["nn.init.zeros_(module.conv1d.bias)"] if bias else [])
-            if p.init.ssm_dt:
-                low, high, floor = p.init.ssm_dt
-                lines += [
-                    f"# steps drawn log-uniformly in [{low:g}, {high:g}] (at least {floor:g}); dt_bias = softplus⁻¹(step)",
-                    f"dt = (torch.rand(module.heads) * (math.log({high!r}) - math.log({low!r})) + math.log({low!r})).exp().clamp(min={floor!r})",
-                    "module.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))",
-                ]
-            else:
-                lines.append("nn.init.ones_(module.dt_bias)")
-            lines += [
-                "nn.init.ones_(module.D)",
-                "module.A_log.copy_(torch.arange(1, module.heads + 1, dtype=torch.float32).log())  # A = -1, -2, ..., -heads",
-            ]
-            out.append({"classes": class_tuple(names), "lines": lines})
+    if any(c.get("indexer") for c in p.plan.attention_classes) and not p.plan.layernorm:  # the indexer's key norm
+        out.append({"classes": "nn.LayerNorm", "lines": ["nn.init.ones_(module.weight)", "nn.init.zeros_(module.bias)"]})
+    mambas = [c["name"] for c in p.plan.attention_classes if c["template"] == "mamba2.py.j2"]
     if mambas:
+        lines = []
+        if p.init.ssm_dt:
+            low, high, floor = p.init.ssm_dt
+            lines += [
+                f"# steps drawn log-uniformly in [{low:g}, {high:g}] (at least {floor:g}); dt_bias = softplus⁻¹(step)",
+                f"dt = (torch.rand(module.heads) * (math.log({high!r}) - math.log({low!r})) + math.log({low!r})).exp().clamp(min={floor!r})",
+                "module.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))",
+            ]
+        else:
+            lines.append("nn.init.ones_(module.dt_bias)")
+        lines += [
+            "nn.init.ones_(module.D)",
+            "module.A_log.copy_(torch.arange(1, module.heads + 1, dtype=torch.float32).log())  # A = -1, -2, ..., -heads",
+        ]
+        out.append({"classes": class_tuple(mambas), "lines": lines})
         out.append({"classes": "GatedGroupRMSNorm", "lines": ["nn.init.ones_(module.weight)"]})
-    for bias in (False, True):  # the short convolutions' filters (and biases)
-        convs = [c["name"] for c in p.plan.attention_classes if c["template"] == "shortconv.py.j2" and c["bias"] == bias]
-        if convs:
-            lines = ["nn.init.normal_(module.conv.weight, mean=0.0, std=std)"] + (["nn.init.zeros_(module.conv.bias)"] if bias else [])
-            out.append({"classes": class_tuple(convs), "lines": lines})
     sinks = [c["name"] for c in p.plan.attention_classes if c.get("sinks")]
     if sinks:
         draw = "normal_(module.sinks, mean=0.0, std=std)" if "sinks" in p.init.normal else "zeros_(module.sinks)"
@@ -150,6 +148,8 @@ def describe(model: ir.Model) -> list[str]:
         if isinstance(a, ir.Mla):
             q = f"q_rank {a.q_rank}, " if a.q_rank else ""
             att = f"MLA {a.heads} heads ({q}kv_rank {a.kv_rank}, qk {a.qk_nope_dim}+{a.qk_rope_dim}, v {a.v_dim})"
+            if a.indexer:
+                att += f", sparse: top-{a.indexer.top_k} keys by a {a.indexer.heads}-head indexer"
         elif isinstance(a, ir.NoMixer):
             att = "no token mixer"
         elif isinstance(a, ir.Mamba2):

@@ -140,7 +140,7 @@ class Planner:
         # class names the templates define themselves; every planned class takes a new name
         self.class_names = {
             "Config", "Model", "RMSNorm", "ZeroCenteredLayerNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
-            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU", "DeltaNetCache", "GatedRMSNorm", "ConvCache", "Mamba2Cache", "GatedGroupRMSNorm",
+            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU", "DeltaNetCache", "GatedRMSNorm", "ConvCache", "Mamba2Cache", "GatedGroupRMSNorm", "Indexer",
         }
         # set by norms.plan
         self.model_label = "model"  # the label of the model's own norms among the layer kinds
@@ -178,6 +178,9 @@ class Planner:
         self.ssm_chunk: Fields = {}
         self.ssm_norm_eps: Fields = {}
         self.ssm_dt_min: Fields = {}
+        self.index_heads: Fields = {}  # the lightning indexer's (sparse attention)
+        self.index_head_dim: Fields = {}
+        self.index_top_k: Fields = {}
         # set by rope.plan: the Config fields of the lengths at which LongRoPE switches factors
         self.rope_switch: list[str] = []
         # set by masks.plan: the inputs each layer receives and the forward's setup lines

@@ -13,7 +13,7 @@ from typing import Any
 from ..checkpoints import Naming, Rule
 from .common import FULL, RopeKeys, SparseStep, swiglu
 from .engine import Axis, Choice, Consistent, Const, Custom, Derived, Family, Fixed, HFError, Init, Key, Spec, ffn_axis
-from .tables import family, moe
+from .tables import deepseek_v3_specs, family, moe
 
 LINEAR = "linear_attention"
 
@@ -613,5 +613,60 @@ family(
         naming=NEMOTRON_H_NAMES,
         layers_default=4,  # the count is the layer list's
         init=Init(kaiming_scaled=("mamba.out_proj",), ssm_dt=(0.001, 0.1, 1e-4)),
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# DeepSeek V3.2: V3 with sparse attention (a lightning indexer in every layer)
+
+INDEXED = "indexed_attention"
+
+
+@dataclass
+class MlpLayerTypes(Spec):
+    """DeepSeek V3.2's MoE layers: `mlp_layer_types` (dense / sparse), or, when absent, dense for
+    the first `first_k_dense_replace` layers; and `layer_types`, every layer indexed attention."""
+
+    def __post_init__(self) -> None:
+        self.keys = ("mlp_layer_types", "first_k_dense_replace", "layer_types")
+
+    def read(self, config, out):
+        n = out.n_layers
+        types = config.get("mlp_layer_types", list, None)
+        first = config.get("first_k_dense_replace", int, 3)
+        if types is None:
+            types = ["dense"] * min(first, n) + ["sparse"] * max(n - first, 0)
+        if len(types) != n or any(t not in ("dense", "sparse") for t in types):
+            raise config.refuse("mlp_layer_types", types, f"it lists dense or sparse for each of the {n} layers")
+        out.axes["ffn"] = ["moe" if t == "sparse" else "dense" for t in types]
+        attention = config.get("layer_types", list, None) or [INDEXED] * n
+        if len(attention) != n or any(t not in (INDEXED, "deepseek_sparse_attention") for t in attention):
+            raise config.refuse("layer_types", attention, "every layer of DeepSeek V3.2 is indexed (sparse) attention")
+
+    def write(self, view, config):
+        tags = view.tags("ffn")
+        config["mlp_layer_types"] = ["sparse" if t == "moe" else "dense" for t in tags]
+        config["first_k_dense_replace"] = tags.index("moe") if "moe" in tags else len(tags)
+        config["layer_types"] = [INDEXED] * len(tags)
+
+
+family(
+    Family(
+        "deepseek_v32",
+        "DeepseekV32ForCausalLM",
+        [
+            *deepseek_v3_specs(Fixed("rope.layout", "interleaved"), MlpLayerTypes()),
+            Fixed("attention.indexer.kind", "lightning"),
+            Key("index_n_heads", "attention.indexer.heads", default=64),
+            Key("index_head_dim", "attention.indexer.head_dim", default=128),
+            Key("index_topk", "attention.indexer.top_k", default=2048),
+            # keys of DeepSeek V3's class, not of V3.2's (read when present, not written)
+            Const("rope_interleave", True, "DeepSeek V3.2's attention pairs RoPE features interleaved", written=False),
+            Const("mlp_bias", False, "DeepSeek V3.2's feed-forwards have no biases"),
+        ],
+        axes=[ffn_axis()],
+        aliases={"num_local_experts": "n_routed_experts", "num_experts": "n_routed_experts"},
+        ignored=frozenset({"ep_size", "pretraining_tp"}),  # parallelism; unused
     )
 )

@@ -26,7 +26,7 @@ from .common import (
     llama_sizes,
     swiglu,
 )
-from .engine import Choice, Consistent, Const, Custom, Derived, Family, Fixed, Init, Key, Settings, ffn_axis, rope_axis, sliding_axis
+from .engine import Choice, Consistent, Const, Custom, Derived, Family, Fixed, Init, Key, Settings, Spec, ffn_axis, rope_axis, sliding_axis
 
 FAMILIES: dict[str, Family] = {}
 
@@ -260,41 +260,51 @@ def _kv_heads_write(view, config):
     config["num_key_value_heads"] = view.value("attention.heads")
 
 
+def deepseek_v3_specs(rope_layout: Spec, layers: Spec) -> list[Spec]:
+    """DeepSeek V3's table (and V3.2's, which adds the indexer): MLA, YaRN RoPE, dense layers then
+    MoE with sigmoid routing, MTP modules. `rope_layout`: how the config says RoPE pairs features;
+    `layers`: which layers are MoE."""
+    return [
+        Key("vocab_size", "vocab", default=129280),
+        Key("hidden_size", "d_model", default=7168),
+        Key("max_position_embeddings", "context", default=4096),
+        Key("rms_norm_eps", "norm.eps", float, default=1e-6),
+        Fixed("norm.kind", "rms"),
+        Key("tie_word_embeddings", "embedding.tied", bool, default=False),
+        Fixed("attention.kind", "mla"),
+        Key("num_attention_heads", "attention.heads", default=128),
+        Custom(("num_key_value_heads",), _same_kv_heads, _kv_heads_write),
+        Key("q_lora_rank", "attention.q_rank", default=1536, write_default=True, none_is_value=True),
+        Key("kv_lora_rank", "attention.kv_rank", default=512),
+        Key("qk_nope_head_dim", "attention.qk_nope_dim", default=128),
+        Key("qk_rope_head_dim", "attention.qk_rope_dim", default=64),
+        Key("v_head_dim", "attention.v_dim", default=128),
+        Key("attention_bias", "attention.bias", bool, default=False),
+        Fixed("attention.latent_eps", 1e-6),
+        RopeKeys(fraction_key=None),
+        rope_layout,
+        Derived("attention.query_scale", _mla_scale),
+        layers,
+        *swiglu(tag="dense", default=18432),
+        *moe("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", (256, 8, 2048), shared="n_shared_experts", shared_default=1),
+        *sigmoid_router(groups=8, top_groups=4, normalize=True, scale=2.5),
+        Key("num_nextn_predict_layers", "mtp", default=1),
+        Const("moe_layer_freq", 1, "MoE layers are every layer after first_k_dense_replace"),
+        Const("scoring_func", "sigmoid", "DeepSeek V3's router scores with a sigmoid"),
+        Const("topk_method", "noaux_tc", "DeepSeek V3's router chooses with its bias correction (noaux_tc)"),
+        Consistent("head_dim", lambda out: out.get("attention.qk_rope_dim"), "transformers rotates head_dim features: it must be qk_rope_head_dim"),
+        Consistent("qk_head_dim", lambda out: out.get("attention.qk_nope_dim") + out.get("attention.qk_rope_dim"), "it must be qk_nope_head_dim + qk_rope_head_dim"),
+    ]
+
+
 family(
     Family(
         "deepseek_v3",
         "DeepseekV3ForCausalLM",
-        [
-            Key("vocab_size", "vocab", default=129280),
-            Key("hidden_size", "d_model", default=7168),
-            Key("max_position_embeddings", "context", default=4096),
-            Key("rms_norm_eps", "norm.eps", float, default=1e-6),
-            Fixed("norm.kind", "rms"),
-            Key("tie_word_embeddings", "embedding.tied", bool, default=False),
-            Fixed("attention.kind", "mla"),
-            Key("num_attention_heads", "attention.heads", default=128),
-            Custom(("num_key_value_heads",), _same_kv_heads, _kv_heads_write),
-            Key("q_lora_rank", "attention.q_rank", default=1536, write_default=True, none_is_value=True),
-            Key("kv_lora_rank", "attention.kv_rank", default=512),
-            Key("qk_nope_head_dim", "attention.qk_nope_dim", default=128),
-            Key("qk_rope_head_dim", "attention.qk_rope_dim", default=64),
-            Key("v_head_dim", "attention.v_dim", default=128),
-            Key("attention_bias", "attention.bias", bool, default=False),
-            Fixed("attention.latent_eps", 1e-6),
-            RopeKeys(fraction_key=None),
+        deepseek_v3_specs(
             Key("rope_interleave", "rope.layout", bool, default=True, to_ir=lambda b: "interleaved" if b else "half", to_hf=lambda layout: layout == "interleaved"),
-            Derived("attention.query_scale", _mla_scale),
             FirstDense(default=3),
-            *swiglu(tag="dense", default=18432),
-            *moe("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", (256, 8, 2048), shared="n_shared_experts", shared_default=1),
-            *sigmoid_router(groups=8, top_groups=4, normalize=True, scale=2.5),
-            Key("num_nextn_predict_layers", "mtp", default=1),
-            Const("moe_layer_freq", 1, "MoE layers are every layer after first_k_dense_replace"),
-            Const("scoring_func", "sigmoid", "DeepSeek V3's router scores with a sigmoid"),
-            Const("topk_method", "noaux_tc", "DeepSeek V3's router chooses with its bias correction (noaux_tc)"),
-            Consistent("head_dim", lambda out: out.get("attention.qk_rope_dim"), "transformers rotates head_dim features: it must be qk_rope_head_dim"),
-            Consistent("qk_head_dim", lambda out: out.get("attention.qk_nope_dim") + out.get("attention.qk_rope_dim"), "it must be qk_nope_head_dim + qk_rope_head_dim"),
-        ],
+        ),
         axes=[ffn_axis()],
         aliases={"num_local_experts": "n_routed_experts", "num_mtp_layers": "num_nextn_predict_layers"},
         ignored=frozenset({"ep_size", "pretraining_tp"}),  # parallelism; unused
