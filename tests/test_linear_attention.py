@@ -77,9 +77,10 @@ def test_chunked_and_recurrent_forms_agree_token_by_token(tiny_next, chunk):
     assert relative(steps, full) <= 2e-6
 
 
-# The whole model amplifies float32 rounding (8 layers, MoE routing, perturbed weights): the cached
-# and uncached logits differ by about 1.5e-5 of the largest logit; a wrong form differs by order 1.
-MODEL_RTOL = 5e-5
+# The whole model amplifies float32 rounding (8 layers, MoE routing, weights drawn with std 0.1):
+# the cached and uncached logits differ by 1e-5 to 6e-5 of the largest logit (the layer alone: 5e-7,
+# above); a wrong form differs by order 1.
+MODEL_RTOL = 1e-4
 
 
 def test_the_whole_model_decodes_as_it_reads(tiny_next):
