@@ -34,6 +34,7 @@ SECTIONS = [
         "Such layers take no RoPE (`rope none`).",
         [ir.GatedDeltaNet],
     ),
+    ("Kimi Delta Attention", "`attention kimi_delta(...)`: Gated DeltaNet with a decay per key feature (Kimi Linear).", [ir.KimiDelta]),
     (
         "State space model",
         "`attention mamba2(...)`: Mamba-2 in place of attention (Granite 4.0-H, Nemotron-H, Falcon-H1); no positions, a fixed-size state.",

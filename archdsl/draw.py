@@ -273,6 +273,7 @@ ATTENTION_NAMES = {
     "gated_deltanet": "Gated DeltaNet (linear attention)",
     "short_conv": "Gated short convolution",
     "mamba2": "Mamba-2 (state space model)",
+    "kimi_delta": "Kimi Delta Attention (linear attention)",
     "none": "no token mixer",
 }
 
@@ -297,6 +298,9 @@ def _attention_card(att, d_model: int) -> Card:
         return _card_of("attention", title, items)
     if isinstance(att, ir.NoMixer):
         return _card_of("attention", title, [], dashed=True)
+    if isinstance(att, ir.KimiDelta):
+        items += [f"{att.heads} heads", f"state {att.head_dim} × {att.head_dim} per head", f"causal conv, {att.conv} taps", "delta rule, decay per feature", "sigmoid-gated output norm"]
+        return _card_of("attention", title, items)
     if isinstance(att, ir.Mamba2):
         items += [f"{att.heads} heads × {att.head_dim}", f"state {att.state} per feature", f"B, C in {att.groups} group{'s' if att.groups > 1 else ''}"]
         items += [f"causal conv, {att.conv} taps", "gated output norm"]

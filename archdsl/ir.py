@@ -311,6 +311,40 @@ class GatedDeltaNet(IR):
     bias: ClassVar[tuple] = ()
 
 
+class KimiDelta(IR):
+    """Kimi Delta Attention (Kimi Linear): Gated DeltaNet with a decay per key feature.
+
+    Like gated_deltanet, each head keeps a head_dim × head_dim state learned by the delta rule,
+    after a short causal convolution over queries, keys and values (L2-normalised queries and
+    keys); but the state decays feature by feature, by exp(-exp(A_log) · softplus(f + dt_bias))
+    with f a low-rank projection of the input (rank head_dim), and each head's output is
+    RMS-normalised and multiplied by the sigmoid of another low-rank projection."""
+
+    kind: Literal["kimi_delta"]
+    heads: int = setting(..., "heads (queries, keys and values alike), each with its own state", gt=0)
+    head_dim: int = setting(..., "features per head (and the rank of the gates' projections)", "features", gt=0)
+    conv: int = setting(4, "taps of the causal depthwise convolution over queries, keys and values", "tokens", gt=0)
+    norm_eps: float = setting(1e-6, "eps of the RMS norm on each head's output", gt=0)
+
+    @property
+    def inner(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def query_scale(self) -> float:
+        return self.head_dim**-0.5
+
+    window: ClassVar[None] = None
+    chunk: ClassVar[None] = None
+    softcap: ClassVar[None] = None
+    sinks: ClassVar[bool] = False
+    clip_qkv: ClassVar[None] = None
+    temperature: ClassVar[None] = None
+    qk_norm: ClassVar[str] = "none"
+    output_gate: ClassVar[bool] = False
+    bias: ClassVar[tuple] = ()
+
+
 class ShortConv(IR):
     """Gated short convolution (LFM2): out(C · conv(B · x)), no attention and no positions.
 
@@ -757,9 +791,9 @@ class Block(IR):
         "Cohere, Phi); parallel_separate `x + attn(norm1(x)) + ffn(norm2(x))`, each with its own norm (GPT-NeoX, Falcon)",
     )
     residual_scale: float = setting(1.0, "each sublayer's output is multiplied by this before it joins the residual (Granite's residual_multiplier)", gt=0)
-    attention: Annotated[Union[Attention, Mla, GatedDeltaNet, Mamba2, ShortConv, NoMixer], Field(discriminator="kind")] = setting(
+    attention: Annotated[Union[Attention, Mla, GatedDeltaNet, KimiDelta, Mamba2, ShortConv, NoMixer], Field(discriminator="kind")] = setting(
         ...,
-        "the token mixer: softmax attention (mha, gqa, mqa or mla), linear attention (gated_deltanet), a state space model "
+        "the token mixer: softmax attention (mha, gqa, mqa or mla), linear attention (gated_deltanet, kimi_delta), a state space model "
         "(mamba2), a gated short convolution (short_conv), or none (a layer of its feed-forward alone)",
     )
     rope: Rope | None = setting(None, "rotary positions; `rope none` or no rope at all means no positions in this layer (NoPE)")
@@ -801,8 +835,8 @@ class Block(IR):
             s = self.rope.scaling
             if isinstance(s, LongRopeScaling) and len(s.short_factor) != rotary // 2:
                 raise error(at("rope.scaling.short_factor"), f"short_factor has {len(s.short_factor)} numbers; the {rotary} rotating features form {rotary // 2} pairs, one number each")
-        if isinstance(self.attention, Mla) and self.rope is None:
-            raise error(at("attention"), "mla attention needs RoPE: its qk_rope_dim features exist to carry positions")
+        if isinstance(self.attention, Mla) and self.rope is None and self.attention.indexer is not None:
+            raise error(at("attention.indexer"), "the indexer rotates its queries and keys: it needs RoPE")
         scale = self.attention.query_scale
         if not 0 < scale <= 10**30:  # MLA's default comes from YaRN's mscale_all_dim, which can make it absurd
             raise error(

@@ -57,6 +57,8 @@ def _attention(att) -> str:
         return f"gated short convolution, {att.conv} taps"
     if isinstance(att, ir.NoMixer):
         return "none"
+    if isinstance(att, ir.KimiDelta):
+        return f"Kimi Delta Attention {att.heads} heads, state {att.head_dim}×{att.head_dim}"
     if isinstance(att, ir.Mamba2):
         return f"Mamba-2 {att.heads} heads × {att.head_dim}, state {att.state}"
     if isinstance(att, ir.GatedDeltaNet):

@@ -73,6 +73,8 @@ def attention_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: int
         return 4 * d_model * d_model + d_model * att.conv + (5 * d_model if att.bias else 0)  # in (3 d), conv, out
     if isinstance(att, ir.Mamba2):
         return mamba2_params(att, d_model)
+    if isinstance(att, ir.KimiDelta):
+        return kimi_delta_matmul_params(att, d_model) + 3 * att.inner * att.conv + att.inner + att.heads + att.head_dim
     if isinstance(att, ir.NoMixer):
         return 0
     q_out = att.heads * att.head_dim
@@ -126,6 +128,14 @@ def deltanet_params(att: ir.GatedDeltaNet, d_model: int) -> int:
     return projections + att.conv_channels * att.conv + 2 * att.heads + att.value_dim
 
 
+def kimi_delta_matmul_params(att: ir.KimiDelta, d_model: int) -> int:
+    """Kimi Delta Attention's projections: q, k, v; the forget gate's and the output gate's
+    low-rank pairs (d_model → head_dim → heads · head_dim); b (one per head); the output.
+    Its other parameters: the convolution, dt_bias per feature, A_log per head, the norm."""
+    inner, r = att.inner, att.head_dim
+    return 3 * d_model * inner + 2 * (d_model * r + r * inner) + d_model * att.heads + inner * d_model
+
+
 def mamba2_params(att: ir.Mamba2, d_model: int) -> int:
     """Mamba-2: the input projection (z, x, B, C and dt), the convolution, dt_bias, A_log and D
     per head, the gated norm and the output projection."""
@@ -147,6 +157,8 @@ def attention_matmul_params(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_mod
         return 4 * d_model * d_model
     if isinstance(att, ir.Mamba2):
         return d_model * (att.inner + att.conv_channels + att.heads) + att.inner * d_model
+    if isinstance(att, ir.KimiDelta):
+        return kimi_delta_matmul_params(att, d_model)
     if isinstance(att, ir.NoMixer):
         return 0
     if isinstance(att, ir.Mla):
@@ -229,7 +241,7 @@ def ffn_matmul_params(ffn, d_model: int) -> int:
 
 
 # The component of total_params each token mixer's parameters count in.
-MIXER_COMPONENTS = {"mha": "attention", "gqa": "attention", "mqa": "attention", "mla": "attention", "gated_deltanet": "linear_attention", "mamba2": "ssm", "short_conv": "short_conv", "none": "attention"}
+MIXER_COMPONENTS = {"mha": "attention", "gqa": "attention", "mqa": "attention", "mla": "attention", "gated_deltanet": "linear_attention", "kimi_delta": "linear_attention", "mamba2": "ssm", "short_conv": "short_conv", "none": "attention"}
 
 NORMS_PER_BLOCK = {"pre": 2, "post": 2, "sandwich": 4, "post_residual": 2, "parallel": 1, "parallel_separate": 2}
 
@@ -248,6 +260,8 @@ def recurrent_flops(att, d_model: int) -> int:
     if isinstance(att, ir.Mamba2):
         # the convolution; per head decay the state, add dt · x ⊗ B, read it with C
         return 2 * att.conv * att.conv_channels + 5 * att.heads * att.head_dim * att.state
+    if isinstance(att, ir.KimiDelta):  # as Gated DeltaNet's
+        return 2 * att.conv * 3 * att.inner + 7 * att.heads * att.head_dim * att.head_dim
     return 0
 
 
@@ -259,6 +273,8 @@ def state_bytes(att, bytes_per: int) -> int:
         return (att.conv - 1) * att.conv_channels * bytes_per + 4 * att.heads * att.key_dim * att.value_dim
     if isinstance(att, ir.Mamba2):
         return (att.conv - 1) * att.conv_channels * bytes_per + 4 * att.heads * att.head_dim * att.state
+    if isinstance(att, ir.KimiDelta):
+        return (att.conv - 1) * 3 * att.inner * bytes_per + 4 * att.heads * att.head_dim * att.head_dim
     return 0
 
 
@@ -514,6 +530,22 @@ def attention_tensors(att: ir.Attention | ir.Mla | ir.GatedDeltaNet, d_model: in
         ]
     if isinstance(att, ir.NoMixer):
         return []
+    if isinstance(att, ir.KimiDelta):
+        p, inner, r = "self_attn", att.inner, att.head_dim
+        out = [TensorShape(f"{p}.{n}_proj.weight", (inner, d_model)) for n in "qkv"]
+        out += [TensorShape(f"{p}.{n}_conv1d.weight", (inner, 1, att.conv)) for n in "qkv"]
+        out += [
+            TensorShape(f"{p}.forget_gate.f_a_proj.weight", (r, d_model)),
+            TensorShape(f"{p}.forget_gate.f_b_proj.weight", (inner, r)),
+            TensorShape(f"{p}.forget_gate.dt_bias", (inner,)),
+            TensorShape(f"{p}.forget_gate.A_log", (1, 1, att.heads, 1)),
+            TensorShape(f"{p}.b_proj.weight", (att.heads, d_model)),
+            TensorShape(f"{p}.g_a_proj.weight", (r, d_model)),
+            TensorShape(f"{p}.g_b_proj.weight", (inner, r)),
+            TensorShape(f"{p}.o_norm.weight", (r,)),
+            TensorShape(f"{p}.o_proj.weight", (d_model, inner)),
+        ]
+        return out
     if isinstance(att, ir.Mamba2):
         p = "mamba"
         out = _linear(f"{p}.in_proj", att.inner + att.conv_channels + att.heads, d_model, att.bias, None)

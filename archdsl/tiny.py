@@ -139,6 +139,8 @@ def _block(b: ir.Block, full_d_model: int, d_model: int) -> ir.Block:
         attention = attention.model_copy(update={"query_scale": b.attention.query_scale if explicit else ir.mla_default_scale(attention, b.rope)})
     elif isinstance(b.attention, ir.GatedDeltaNet):
         attention = _deltanet(b.attention)
+    elif isinstance(b.attention, ir.KimiDelta):
+        attention = b.attention.model_copy(update={"heads": 4, "head_dim": HEAD_DIM})
     elif isinstance(b.attention, ir.Mamba2):
         a = b.attention
         groups = min(a.groups, 2)

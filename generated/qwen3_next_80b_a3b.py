@@ -42,7 +42,7 @@ class Config:
     linear_value_dim: int = 128  # Gated DeltaNet: value features per head (linear layers)
     linear_conv: int = 4  # Gated DeltaNet: taps of the causal convolution (linear layers)
     linear_norm_eps: float = 1e-6  # Gated DeltaNet: eps of the output norm (linear layers)
-    # Gated DeltaNet: tokens per chunk of the parallel form (prompts); any size computes the same
+    # linear attention: tokens per chunk of the parallel form (prompts); any size computes the same
     chunk_size: int = 64
     rope_theta: float = 10_000_000.0  # RoPE base (full layers)
     rope_fraction: float = 0.25  # fraction of each head's features that rotate (full layers)
@@ -143,7 +143,7 @@ class LayerCache:
 
 
 class DeltaNetCache:
-    """A Gated DeltaNet layer's state, the same size at any length: the convolution's last
+    """A linear-attention layer's state (Gated DeltaNet, Kimi Delta Attention), the same size at any length: the convolution's last
     taps - 1 inputs [batch, channels, taps - 1] and each head's state matrix [batch, heads,
     key_dim, value_dim], in float32 (it sums up the whole sequence)."""
 
@@ -167,7 +167,7 @@ class DeltaNetCache:
 class KVCache:
     """Preallocated keys and values of every layer, for generation (see Model.generate).
 
-    `length` is the longest sequence it can hold. Every layer keeps a slot per position. linear layers (Gated DeltaNet) keep a state whose size does not depend on the length.
+    `length` is the longest sequence it can hold. Every layer keeps a slot per position. linear layers (linear attention) keep a state whose size does not depend on the length.
     """
 
     def __init__(self, config: Config, batch: int, length: int, device=None, dtype=None):
@@ -253,6 +253,11 @@ def causal_conv(
     return out.transpose(1, 2), inputs[:, :, inputs.shape[-1] - (taps - 1) :]
 
 
+def unit_length(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x scaled to length 1 along its last dimension."""
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
+
+
 class GatedRMSNorm(nn.Module):
     """RMS norm of each head's output, then a SiLU gate: norm(x) · weight · silu(gate)."""
 
@@ -266,11 +271,6 @@ class GatedRMSNorm(nn.Module):
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         h = self.weight * h.type_as(x)
         return (h * F.silu(gate.float())).type_as(x)
-
-
-def unit_length(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """x scaled to length 1 along its last dimension."""
-    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
 
 
 def delta_rule_step(

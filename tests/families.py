@@ -59,6 +59,9 @@ SIZES = {
     "index_n_heads": 4,
     "index_head_dim": 16,
     "index_topk": 8,  # fewer than the tests' tokens: the indexer's choice matters
+    "linear_head_dim": 16,
+    "linear_num_heads": 4,
+    "num_experts_per_token": 2,
 }
 # Lists transformers derives from other keys when they are absent.
 DERIVED = ("layer_types", "no_rope_layers", "moe_layers", "mlp_layer_types")
@@ -77,6 +80,7 @@ OVERRIDES: dict[str, dict] = {
     "dbrx": {"attn_config": {"kv_n_heads": 2, "clip_qkv": 8.0, "rope_theta": 10000.0}, "ffn_config": {"ffn_hidden_size": 32, "moe_num_experts": 8, "moe_top_k": 2, "moe_normalize_expert_weights": 1.0}},
     "lfm2": {"full_attn_idxs": [1, 3], "block_multiple_of": 16},  # by default every layer is attention
     "granitemoehybrid": {"layer_types": ["mamba", "attention", "mamba", "mamba"]},  # by default every layer is Mamba-2
+    "kimi_linear": {"num_hidden_layers": 5},  # the fifth layer is the first full attention
     # by default a layer of each type, MoE included (not supported yet)
     "nemotron_h": {"layers_block_type": ["linear_attention", "mlp", "full_attention", "mlp", "linear_attention"], "mamba_num_heads": 4, "mamba_head_dim": 32,
                    "ssm_state_size": 16, "n_groups": 2, "chunk_size": 8},
@@ -161,6 +165,9 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "rope_groups_dense": {"position_embedding_type": "rope", "mamba_n_groups": 2, "num_local_experts": 0, "mamba_proj_bias": True, "mamba_conv_bias": False,
                               "embedding_multiplier": 12.0, "attention_multiplier": 0.015625, "residual_multiplier": 0.22, "logits_scaling": 8.0},
     },
+    # as published checkpoints write it: the linear layers in linear_attn_config (1-indexed)
+    "kimi_linear": {"published": {"linear_attn_config": {"head_dim": 16, "num_heads": 4, "short_conv_kernel_size": 3, "full_attn_layers": [2, 5], "kda_layers": [1, 3, 4]},
+                                  "q_lora_rank": 32, "first_k_dense_replace": 2}},
     "lfm2": {"conv_bias": {"conv_bias": True, "conv_L_cache": 4, "block_auto_adjust_ff_dim": False}},
     "qwen3_5_text": {
         "published_keys": {"attn_output_gate": True, "mamba_ssm_dtype": "float32", "mtp_num_hidden_layers": 1, "mtp_use_dedicated_embeddings": False,

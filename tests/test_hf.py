@@ -25,6 +25,7 @@ NOT_ARCHITECTURE = {
     "id2label", "label2id", "tie_encoder_decoder", "is_encoder_decoder", "_name_or_path", "tokenizer_class",
     "pretraining_tp", "max_window_layers", "add_cross_attention", "is_decoder", "cross_attention_hidden_size",
     "task_specific_params", "finetuning_task", "prefix", "sep_token_id", "decoder_start_token_id",
+    "auto_map",  # where remote code lives (Nemotron-H's published config)
 }
 
 

@@ -27,7 +27,7 @@ from helpers import generate, hf_reference, import_path, load_model
 
 transformers = pytest.importorskip("transformers")
 
-HYBRIDS = ["qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid", "nemotron_h"]
+HYBRIDS = ["qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "lfm2", "granitemoehybrid", "nemotron_h", "kimi_linear"]
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +190,27 @@ def tiny_mamba(tmp_path_factory):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return m, model.eval()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_kimi_delta_chunked_and_recurrent_forms_agree(tmp_path, chunk):
+    """One Kimi Delta Attention layer (a decay per key feature): the parallel form over 30 tokens,
+    in chunks of `chunk`, gives the outputs of the recurrent form fed one token at a time."""
+    import dataclasses
+
+    m = generate("kimi-linear-48b-a3b", tmp_path, tiny=True)
+    torch.manual_seed(0)
+    model = m.Model(dataclasses.replace(m.Config(), chunk_size=chunk))
+    model.init_weights(std=0.1)
+    layer = next(x for x in model.modules() if type(x).__name__ == "KimiDeltaAttention")
+    c = m.Config()
+    x = torch.randn(2, 30, c.d_model, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        full = layer(x)
+        inner = c.kda_heads * c.kda_head_dim
+        state = m.DeltaNetCache(2, 3 * inner, c.kda_conv, c.kda_heads, c.kda_head_dim, c.kda_head_dim, None, torch.float32)
+        steps = torch.cat([layer(x[:, i : i + 1], state) for i in range(30)], dim=1)
+    assert relative(steps, full) <= 2e-6
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 4, 64])

@@ -14,22 +14,19 @@ from archdsl.stats import compute
 from helpers import ROOT, SPECS, generate, load_model
 
 
-def component(name: str) -> str:
-    """Which stats component a generated module's parameter belongs to, by its name."""
+def component(name: str, model) -> str:
+    """Which stats component a generated module's parameter belongs to, by its name (and, for a
+    layer's token mixer, the layer's kind of mixer)."""
+    from archdsl.stats import MIXER_COMPONENTS
+
     parts = name.split(".")
     if parts[0] in ("embed_tokens", "embed_positions", "lm_head"):
         return {"embed_tokens": "embedding", "embed_positions": "positions", "lm_head": "head"}[parts[0]]
     if parts[0] == "norm":
         return "norms"
     sub = parts[2]
-    if sub == "self_attn":
-        return "attention"
-    if sub == "linear_attn":
-        return "linear_attention"
-    if sub == "conv":
-        return "short_conv"
-    if sub == "mamba":
-        return "ssm"
+    if sub in ("self_attn", "linear_attn", "mamba", "conv"):
+        return MIXER_COMPONENTS[model.block(int(parts[1])).attention.kind]
     if sub.endswith("layernorm"):
         return "norms"
     assert sub == "mlp", name
@@ -48,9 +45,10 @@ def test_components_match_the_generated_model(name, modules):
     with torch.device("meta"):
         model = module.Model(module.Config())
     counted: dict[str, int] = {}
+    ir_model = load_model(name)
     for pname, p in model.named_parameters():  # a tied matrix once
-        counted[component(pname)] = counted.get(component(pname), 0) + p.numel()
-    stats = compute(load_model(name))
+        counted[component(pname, ir_model)] = counted.get(component(pname, ir_model), 0) + p.numel()
+    stats = compute(ir_model)
     expected = {k: v for k, v in stats.components.items() if v}
     assert counted == expected
     assert sum(counted.values()) == stats.total_params

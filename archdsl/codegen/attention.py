@@ -71,8 +71,13 @@ def sizes(p: Planner) -> None:
     p.ssm_dt_min = field("ssm_dt_min", lambda a: a.dt_min or None, "Mamba-2: steps are at least this", mamba)
     short_conv = {k: a for k, a in att.items() if isinstance(a, ir.ShortConv)}
     p.conv_taps = field("conv_taps", lambda a: a.conv, "short convolution: taps of the causal convolution", short_conv)
-    if deltanet:
-        p.cfg.add("chunk_size", 64, "Gated DeltaNet: tokens per chunk of the parallel form (prompts); any size computes the same")
+    kdas = {k: a for k, a in att.items() if isinstance(a, ir.KimiDelta)}
+    p.kda_heads = field("kda_heads", lambda a: a.heads, "Kimi Delta Attention: heads, each with its own state", kdas)
+    p.kda_head_dim = field("kda_head_dim", lambda a: a.head_dim, "Kimi Delta Attention: features per head", kdas)
+    p.kda_conv = field("kda_conv", lambda a: a.conv, "Kimi Delta Attention: taps of the causal convolution", kdas)
+    p.kda_norm_eps = field("kda_norm_eps", lambda a: a.norm_eps, "Kimi Delta Attention: eps of the output norm", kdas)
+    if deltanet or kdas:
+        p.cfg.add("chunk_size", 64, "linear attention: tokens per chunk of the parallel form (prompts); any size computes the same")
 
 
 def classes(p: Planner) -> dict[str, str]:
@@ -96,6 +101,16 @@ def classes(p: Planner) -> dict[str, str]:
                 "conv": f"config.{p.conv_taps[k]}",
                 "conv_doc": a.conv if len(set(p.conv_taps.values()) - {None}) == 1 else "conv_taps",
                 "bias": a.bias,
+            }
+        elif isinstance(a, ir.KimiDelta):
+            context = {
+                "template": "kda.py.j2",
+                "doc": doc(a),
+                "d_model": "config.d_model",
+                "heads": f"config.{p.kda_heads[k]}",
+                "head_dim": f"config.{p.kda_head_dim[k]}",
+                "conv": f"config.{p.kda_conv[k]}",
+                "norm_eps": f"config.{p.kda_norm_eps[k]}",
             }
         elif isinstance(a, ir.Mamba2):
             context = {
@@ -143,6 +158,7 @@ def classes(p: Planner) -> dict[str, str]:
                 "bias": a.bias,
                 "mask": "never" if mask == "never" else ("always" if mask == "always" else "optional"),
                 "rope_fn": rope_fn,
+                "rope": "never" if rope == "never" else ("always" if rope == "always" else "some"),
                 "signature": signature,
             }
         else:
@@ -180,17 +196,22 @@ def classes(p: Planner) -> dict[str, str]:
         contexts[key] = context
     ctor = {}
     templates = {key: contexts[key]["template"] for key in rendered}
-    softmax = [key for key in rendered if templates[key] in ("attention.py.j2", "mla.py.j2")]
+    softmax = [key for key in rendered if templates[key] in ("attention.py.j2", "mla.py.j2")]  # named Attention
     deltanet = [key for key in rendered if templates[key] == "deltanet.py.j2"]
     convs = [key for key in rendered if templates[key] == "shortconv.py.j2"]
     mambas = [key for key in rendered if templates[key] == "mamba2.py.j2"]
-    if deltanet or convs or mambas:  # causal_conv(), with a bias argument where a convolution has one
+    kdas = [key for key in rendered if templates[key] == "kda.py.j2"]
+    p.plan.unit_length = bool(deltanet or kdas)
+    if deltanet or convs or mambas or kdas:  # causal_conv(), with a bias argument where a convolution has one
         p.plan.conv_bias = any(contexts[key]["bias"] for key in convs) or any(contexts[key]["conv_bias"] for key in mambas)
     indexed = [key for key in rendered if contexts[key].get("indexer")]
     for key, group in rendered.items():
         if key in indexed:
             contexts[key]["first_indexed"] = key == indexed[0]  # the first one brings the Indexer class
-        if key in mambas:
+        if key in kdas:
+            name = p.class_name("KimiDeltaAttention" if len(kdas) == 1 else f"{camel(group[0])}KimiDeltaAttention")
+            contexts[key]["first"] = key == kdas[0]
+        elif key in mambas:
             name = p.class_name("Mamba2" if len(mambas) == 1 else f"{camel(group[0])}Mamba2")
             contexts[key]["first"] = key == mambas[0]
         elif key in convs:
@@ -202,7 +223,7 @@ def classes(p: Planner) -> dict[str, str]:
             name = p.class_name("Attention" if len(softmax) == 1 else f"{camel(group[0])}Attention")
         # a class shared by kinds with and without an input must accept None for it
         context = dict(contexts[key], name=name)
-        if context["template"] == "attention.py.j2":
+        if context["template"] in ("attention.py.j2", "mla.py.j2"):
             if context["rope"] == "always" and any(masks.input_mode(p, "rope", g, group) == "some" for g in group):
                 context["rope"] = "some"
         p.plan.attention_classes.append(context)
@@ -213,6 +234,8 @@ def classes(p: Planner) -> dict[str, str]:
 
 def doc(a: ir.Attention | ir.Mla | ir.GatedDeltaNet | ir.ShortConv) -> str:
     """The token mixer class's docstring."""
+    if isinstance(a, ir.KimiDelta):
+        return f"Kimi Delta Attention (linear attention): {a.heads} heads, each with a {a.head_dim} × {a.head_dim} state in place of a KV cache, decaying feature by feature."
     if isinstance(a, ir.Mamba2):
         shared = f"; B and C shared by the heads of each of {a.groups} groups" if a.groups > 1 else "; B and C shared by all heads"
         return f"Mamba-2 (a selective state space model): {a.heads} heads of {a.head_dim} features, each with a {a.head_dim} × {a.state} state in place of a KV cache{shared}."

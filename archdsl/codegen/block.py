@@ -21,8 +21,10 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
     for k, b in p.blocks.items():
         ctor = norms.ctor(b.norm, "config.d_model", p.norm_eps[k])
         mixer = None if isinstance(b.attention, ir.NoMixer) else MIXER_NAMES.get(b.attention.kind, "self_attn")
-        block_groups.setdefault((b.norms, ctor, mixer, not isinstance(b.ffn, ir.NoFfn)), []).append(k)
-    for (placement, ctor, mixer, has_ffn), group in block_groups.items():
+        # softmax attention takes positions and masks; other mixers only their state (Kimi Linear
+        # names both self_attn: their layers are still blocks of their own)
+        block_groups.setdefault((b.norms, ctor, mixer, not isinstance(b.ffn, ir.NoFfn), ir.is_softmax(b.attention)), []).append(k)
+    for (placement, ctor, mixer, has_ffn, softmax), group in block_groups.items():
         name = p.class_name("Block" if len(block_groups) == 1 else f"{camel(group[0])}Block")
         modules = []
 
@@ -71,7 +73,7 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
                 "scale": " * self.residual_scale" if scaled else "",
                 "mixer": mixer or "mlp",
                 # other mixers take no positions or masks, only their state in the cache; a feed-forward nothing
-                "mixer_args": p.plan.layer_args if mixer == "self_attn" else ", cache" if mixer else "",
+                "mixer_args": p.plan.layer_args if softmax else ", cache" if mixer else "",
             }
         )
 

@@ -22,6 +22,9 @@ def plan(p: Planner) -> None:
             ctor = "None  # a layer of its feed-forward alone keeps nothing"
         elif isinstance(a, ir.ShortConv):
             ctor = f"ConvCache(batch, config.d_model, config.{p.conv_taps[k]}, device, dtype)"
+        elif isinstance(a, ir.KimiDelta):
+            heads, head_dim = f"config.{p.kda_heads[k]}", f"config.{p.kda_head_dim[k]}"
+            ctor = f"DeltaNetCache(batch, 3 * {heads} * {head_dim}, config.{p.kda_conv[k]}, {heads}, {head_dim}, {head_dim}, device, dtype)"
         elif isinstance(a, ir.Mamba2):
             heads, head_dim, state = (f"config.{f[k]}" for f in (p.ssm_heads, p.ssm_head_dim, p.ssm_state))
             channels = f"{heads} * {head_dim} + 2 * config.{p.ssm_groups[k]} * {state}"
@@ -55,9 +58,9 @@ def plan(p: Planner) -> None:
         doc = "Every layer keeps a slot per position."
     if any(isinstance(a, ir.Mla) for a in att.values()):
         doc += " MLA layers keep only their latent and rope key" + (" (and their indexer's key)." if any(isinstance(a, ir.Mla) and a.indexer for a in att.values()) else ".")
-    linear = [k for k, a in every.items() if isinstance(a, ir.GatedDeltaNet)]
+    linear = [k for k, a in every.items() if isinstance(a, (ir.GatedDeltaNet, ir.KimiDelta))]
     if linear:
-        doc += f" {', '.join(linear)} layers (Gated DeltaNet) keep a state whose size does not depend on the length."
+        doc += f" {', '.join(linear)} layers (linear attention) keep a state whose size does not depend on the length."
     mambas = [k for k, a in every.items() if isinstance(a, ir.Mamba2)]
     if mambas:
         doc += f" {', '.join(mambas)} layers (Mamba-2) keep a state whose size does not depend on the length."

@@ -78,7 +78,7 @@ def plan(p: Planner, tables: Fields) -> None:
         per_kind |= arg.endswith("[layer_type]")
         loop_args += f", {arg}"
         add("temperature", temps, "torch.Tensor", any(v is None for v in temps.values()))
-    classes = {ir.Mla: "LatentCache", ir.GatedDeltaNet: "DeltaNetCache", ir.Mamba2: "Mamba2Cache", ir.ShortConv: "ConvCache"}
+    classes = {ir.Mla: "LatentCache", ir.GatedDeltaNet: "DeltaNetCache", ir.KimiDelta: "DeltaNetCache", ir.Mamba2: "Mamba2Cache", ir.ShortConv: "ConvCache"}
     cache_types = {classes.get(type(a), "LayerCache") for a in att.values() if not isinstance(a, ir.NoMixer)}
     cache_type = " | ".join(t for t in ("LayerCache", "LatentCache", "DeltaNetCache", "Mamba2Cache", "ConvCache") if t in cache_types)
     signature += f", cache: {cache_type} | None = None"

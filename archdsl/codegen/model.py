@@ -87,7 +87,7 @@ def custom_init(p: Planner) -> list[dict]:
     # Each entry initialises the module's own tensors only: a parallelized init_weights() draws
     # one module at a time (init_parallelized), its children apart.
     templates = {c["template"] for c in p.plan.attention_classes}
-    if templates & {"deltanet.py.j2", "mamba2.py.j2", "shortconv.py.j2"}:  # their causal convolutions
+    if templates & {"deltanet.py.j2", "kda.py.j2", "mamba2.py.j2", "shortconv.py.j2"}:  # their causal convolutions
         out.append({"classes": "nn.Conv1d", "lines": ["nn.init.normal_(module.weight, mean=0.0, std=std)", "if module.bias is not None:", "    nn.init.zeros_(module.bias)"]})
     deltanet = [c["name"] for c in p.plan.attention_classes if c["template"] == "deltanet.py.j2"]
     if deltanet:
@@ -97,6 +97,18 @@ def custom_init(p: Planner) -> list[dict]:
         ]
         out.append({"classes": class_tuple(deltanet), "lines": lines})
         out.append({"classes": "GatedRMSNorm", "lines": ["nn.init.ones_(module.weight)"]})
+    if "kda.py.j2" in templates:  # as Kimi Linear (after FLA): decay rates in [1, 16], steps in [0.001, 0.1]
+        out.append(
+            {
+                "classes": "ChannelDecay",
+                "lines": [
+                    "module.A_log.copy_(torch.empty_like(module.A_log).uniform_(1.0, 16.0).log())",
+                    "dt = torch.empty_like(module.dt_bias).uniform_(math.log(1e-3), math.log(1e-1)).exp().clamp(min=1e-4)",
+                    "module.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)",
+                ],
+            }
+        )
+        out.append({"classes": "SigmoidGatedRMSNorm", "lines": ["nn.init.ones_(module.weight)"]})
     if any(c.get("indexer") for c in p.plan.attention_classes) and not p.plan.layernorm:  # the indexer's key norm
         out.append({"classes": "nn.LayerNorm", "lines": ["nn.init.ones_(module.weight)", "nn.init.zeros_(module.bias)"]})
     mambas = [c["name"] for c in p.plan.attention_classes if c["template"] == "mamba2.py.j2"]
@@ -156,6 +168,8 @@ def describe(model: ir.Model) -> list[str]:
             att = f"Mamba-2 {a.heads} heads × {a.head_dim} (state {a.state}, {a.groups} group{'s' if a.groups > 1 else ''}, conv {a.conv})"
         elif isinstance(a, ir.ShortConv):
             att = f"gated short convolution ({a.conv} taps)"
+        elif isinstance(a, ir.KimiDelta):
+            att = f"Kimi Delta Attention {a.heads} heads (state {a.head_dim}×{a.head_dim}, decay per feature, conv {a.conv})"
         elif isinstance(a, ir.GatedDeltaNet):
             att = f"Gated DeltaNet {a.heads} heads ({a.key_heads} query/key heads, state {a.key_dim}×{a.value_dim}, conv {a.conv})"
         else:

@@ -16,7 +16,7 @@ def plan(p: Planner) -> None:
     mla = sinks = False
     linear = False
     for a in p.plan.attention_classes:
-        if a["template"] in ("deltanet.py.j2", "shortconv.py.j2", "mamba2.py.j2"):
+        if a["template"] in ("deltanet.py.j2", "kda.py.j2", "shortconv.py.j2", "mamba2.py.j2"):
             linear = linear or a["template"]
             continue
         if a["template"] == "mla.py.j2":
@@ -34,7 +34,7 @@ def plan(p: Planner) -> None:
         elif style:
             entries["self_attn.q_norm"] = entries["self_attn.k_norm"] = style
         sinks = sinks or a["sinks"]
-    for template, what in (("deltanet.py.j2", "Gated DeltaNet layers"), ("mamba2.py.j2", "Mamba-2 layers"), ("shortconv.py.j2", "short convolution layers")):
+    for template, what in (("deltanet.py.j2", "Gated DeltaNet layers"), ("kda.py.j2", "Kimi Delta Attention layers"), ("mamba2.py.j2", "Mamba-2 layers"), ("shortconv.py.j2", "short convolution layers")):
         if any(a["template"] == template for a in p.plan.attention_classes):
             refused.append(what)
     if any(f["xielu"] for f in p.plan.ffn_classes):

@@ -98,6 +98,7 @@ class Plan:
     temperatures: dict = field(default_factory=dict)
     attention_classes: list[dict] = field(default_factory=list)
     conv_bias: bool | None = None  # causal_conv() is defined (None: not), with a bias argument
+    unit_length: bool = False  # unit_length() is defined (the delta-rule mixers)
     ffn_classes: list[dict] = field(default_factory=list)
     moe: dict | None = None
     mtp: dict | None = None
@@ -140,7 +141,7 @@ class Planner:
         # class names the templates define themselves; every planned class takes a new name
         self.class_names = {
             "Config", "Model", "RMSNorm", "ZeroCenteredLayerNorm", "KVCache", "LayerCache", "LatentCache", "MTPModule", "SharedHead",
-            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU", "DeltaNetCache", "GatedRMSNorm", "ConvCache", "Mamba2Cache", "GatedGroupRMSNorm", "Indexer",
+            "CheckpointError", "Rule", "Place", "SafetensorsFile", "Stored", "Checkpoint", "XIELU", "DeltaNetCache", "GatedRMSNorm", "ConvCache", "Mamba2Cache", "GatedGroupRMSNorm", "Indexer", "ChannelDecay", "SigmoidGatedRMSNorm",
         }
         # set by norms.plan
         self.model_label = "model"  # the label of the model's own norms among the layer kinds
@@ -170,6 +171,10 @@ class Planner:
         self.linear_conv: Fields = {}
         self.linear_norm_eps: Fields = {}
         self.conv_taps: Fields = {}  # the short convolution's
+        self.kda_heads: Fields = {}  # Kimi Delta Attention's sizes
+        self.kda_head_dim: Fields = {}
+        self.kda_conv: Fields = {}
+        self.kda_norm_eps: Fields = {}
         self.ssm_heads: Fields = {}  # Mamba-2's sizes
         self.ssm_head_dim: Fields = {}
         self.ssm_state: Fields = {}

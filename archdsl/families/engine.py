@@ -544,7 +544,7 @@ def complete(flat: dict, top: dict) -> dict:
     """Fill what the language derives: the attention kind from the head counts, head_dim =
     d_model / heads, kv_heads = heads, query_scale = head_dim ** -0.5, shared experts' width."""
     flat = dict(flat)
-    if flat.get("attention.kind") not in ("mla", "gated_deltanet", "mamba2", "short_conv", "none"):  # those have no heads to complete
+    if flat.get("attention.kind") in (None, "mha", "gqa", "mqa"):  # softmax attention with heads to complete
         heads = flat.get("attention.heads")
         kv = flat.get("attention.kv_heads") or heads
         flat["attention.kv_heads"] = kv

@@ -592,7 +592,6 @@ family(
             Choice("mlp_hidden_act", "ffn.act", {"relu2": "relu2", "silu": "silu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}, default="relu2", tag="mlp"),
             Const("residual_in_fp32", False, "residuals kept in float32 are not supported"),
             Const("num_nextn_predict_layers", 0, "Nemotron-H's multi-token prediction layers are not supported"),
-            Consistent("attention_head_dim", lambda out: out.get("attention.head_dim", "attention"), "transformers reads head_dim"),
         ],
         axes=[nemotron_h_axis()],
         aliases={"layer_types": "layers_block_type"},
@@ -600,14 +599,14 @@ family(
         # mamba_num_heads · mamba_head_dim), the steps' initialisation and an unused limit, a bias
         # switch of older code (use_bias is the one read), the MoE
         # sizes (no MoE layers), the MTP layers' types, kernels and cache dtype switches, and
-        # the activation key of other families
+        # the activation key of other families, and older spellings of the norm's eps and of head_dim
         ignored=frozenset(
             {
                 "expand", "time_step_max", "time_step_floor", "time_step_limit", "mamba_proj_bias", "rescale_prenorm_residual",
                 "n_routed_experts", "n_shared_experts", "moe_intermediate_size", "moe_shared_expert_intermediate_size", "moe_latent_size",
                 "moe_shared_expert_overlap", "num_experts_per_tok", "routed_scaling_factor", "n_group", "topk_group", "norm_topk_prob",
                 "mtp_layers_block_type", "mtp_hybrid_override_pattern", "use_mamba_kernels", "mamba_ssm_cache_dtype", "num_logits_to_keep",
-                "hidden_act", "rms_norm_eps",
+                "hidden_act", "rms_norm_eps", "attention_head_dim",
             }
         ),
         naming=NEMOTRON_H_NAMES,
@@ -668,5 +667,159 @@ family(
         axes=[ffn_axis()],
         aliases={"num_local_experts": "n_routed_experts", "num_experts": "n_routed_experts"},
         ignored=frozenset({"ep_size", "pretraining_tp"}),  # parallelism; unused
+    )
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kimi Linear: Kimi Delta Attention in three of every four layers, MLA without positions in the
+# fourth; DeepSeek-style MoE
+
+
+def _kimi_kv_heads(config, out) -> None:
+    """num_key_value_heads: MLA has one key/value head per query head."""
+    kv = config.get("num_key_value_heads", int, None)
+    if kv is not None and kv != out.get("attention.heads", "full"):
+        raise config.refuse("num_key_value_heads", kv, "multi-head latent attention has one key/value head per query head (num_attention_heads)")
+
+
+def _kimi_kv_heads_write(view, config) -> None:
+    if view.has("full"):
+        config["num_key_value_heads"] = view.value("attention.heads", "full")
+
+
+def _kimi_types(config, n: int) -> list[str]:
+    """Kimi Linear's default layer types: the layers of linear_attn_config (1-indexed), else every
+    fourth layer (from the fifth) full attention."""
+    lac = config.raw("linear_attn_config") or {}
+    if "full_attn_layers" in lac and "kda_layers" in lac:
+        types: list = [None] * n
+        for key, kind in (("full_attn_layers", FULL), ("kda_layers", LINEAR)):
+            for layer in lac[key]:
+                if not isinstance(layer, int) or not 1 <= layer <= n:
+                    raise config.refuse("linear_attn_config", lac, f"{key} holds layer numbers from 1 to {n}")
+                types[layer - 1] = kind
+        if None in types:
+            raise config.refuse("linear_attn_config", lac, f"layer {types.index(None) + 1} is in neither full_attn_layers nor kda_layers")
+        return types
+    return [FULL if i and i % 4 == 0 else LINEAR for i in range(n)]
+
+
+def _kimi_linear_sizes(config, out) -> None:
+    """The linear layers' sizes: linear_attn_config (as published checkpoints write them) over
+    linear_head_dim, linear_num_heads and linear_conv_kernel_dim."""
+    lac = config.raw("linear_attn_config") or {}
+    if not isinstance(lac, dict):
+        raise config.refuse("linear_attn_config", lac, "it must be an object")
+    known = {"head_dim", "num_heads", "short_conv_kernel_size", "full_attn_layers", "kda_layers"}
+    unknown = sorted(set(lac) - known)
+    if unknown:
+        raise config.refuse("linear_attn_config", lac, f"its key {unknown[0]} is not one archdsl reads")
+    for key, path, default, inner in (("linear_head_dim", "head_dim", 128, "head_dim"), ("linear_num_heads", "heads", 32, "num_heads"), ("linear_conv_kernel_dim", "conv", 4, "short_conv_kernel_size")):
+        value = config.get(key, int, default)
+        out.set(f"attention.{path}", lac.get(inner, value), "linear")
+
+
+def _kimi_linear_sizes_write(view, config) -> None:
+    if view.has("linear"):
+        config.update(
+            linear_head_dim=view.value("attention.head_dim", "linear"),
+            linear_num_heads=view.value("attention.heads", "linear"),
+            linear_conv_kernel_dim=view.value("attention.conv", "linear"),
+        )
+
+
+@dataclass
+class KimiMlpLayers(Spec):
+    """Kimi Linear's MoE layers: `mlp_layer_types` (dense / sparse), or dense for the first
+    `first_k_dense_replace` layers (1 by default)."""
+
+    def __post_init__(self) -> None:
+        self.keys = ("mlp_layer_types", "first_k_dense_replace")
+
+    def read(self, config, out):
+        n = out.n_layers
+        types = config.get("mlp_layer_types", list, None)
+        if types is None:
+            first = config.get("first_k_dense_replace", int, 1)
+            types = ["dense" if i < first else "sparse" for i in range(n)]
+        else:
+            config.raw("first_k_dense_replace")
+        if len(types) != n or any(t not in ("dense", "sparse") for t in types):
+            raise config.refuse("mlp_layer_types", types, f"it lists dense or sparse for each of the {n} layers")
+        out.axes["ffn"] = ["moe" if t == "sparse" else "dense" for t in types]
+
+    def write(self, view, config):
+        config["mlp_layer_types"] = ["sparse" if t == "moe" else "dense" for t in view.tags("ffn")]
+
+
+KIMI_LINEAR_NAMES = Naming(
+    "kimi_linear",
+    "model.",
+    (
+        # experts one by one, w1 (gate), w3 (up) and w2 (down), under block_sparse_moe
+        *[
+            Rule(f"model.layers.{{layer}}.block_sparse_moe.experts.{{expert}}.{w}.weight", (f"layers.{{layer}}.mlp.experts.{p}",), needs="moe")
+            for w, p in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj"))
+        ],
+        # every feed-forward (the dense ones too, as transformers saves them) under block_sparse_moe
+        Rule("model.layers.{layer}.block_sparse_moe.{rest}", ("layers.{layer}.mlp.{rest}",)),
+        # the forget gate's tensors sit on the attention itself
+        Rule("model.layers.{layer}.self_attn.{rest}", ("layers.{layer}.self_attn.forget_gate.{rest}",)),
+        Rule("lm_head.weight", ("lm_head.weight",)),
+        Rule("model.{rest}", ("{rest}",)),
+    ),
+)
+
+family(
+    Family(
+        "kimi_linear",
+        "KimiLinearForCausalLM",
+        [
+            Key("vocab_size", "vocab", default=163_840),
+            Key("hidden_size", "d_model", default=2304),
+            Key("model_max_length", "context", default=1_048_576),
+            Key("tie_word_embeddings", "embedding.tied", bool, default=False),
+            Fixed("norm.kind", "rms"),
+            Key("rms_norm_eps", "norm.eps", float, default=1e-5),
+            MixerLayers(other=LINEAR, tag="linear", default_types=_kimi_types, extra_keys=()),
+            Fixed("rope", None),  # no positions: MLA without RoPE (its rope features stay unrotated)
+            # full layers: MLA
+            Fixed("attention.kind", "mla", "full"),
+            Key("num_attention_heads", "attention.heads", default=32, tag="full"),
+            Custom(("num_key_value_heads",), _kimi_kv_heads, _kimi_kv_heads_write),
+            Key("q_lora_rank", "attention.q_rank", default=None, tag="full", none_is_value=True),
+            Key("kv_lora_rank", "attention.kv_rank", default=512, tag="full"),
+            Key("qk_nope_head_dim", "attention.qk_nope_dim", default=128, tag="full"),
+            Key("qk_rope_head_dim", "attention.qk_rope_dim", default=64, tag="full"),
+            Key("v_head_dim", "attention.v_dim", default=128, tag="full"),
+            Key("attention_bias", "attention.bias", bool, default=False, tag="full"),
+            Fixed("attention.latent_eps", 1e-6, "full"),
+            Derived("attention.query_scale", lambda out, tag: (out.get("attention.qk_nope_dim", tag) + out.get("attention.qk_rope_dim", tag)) ** -0.5, tags=("full",)),
+            Consistent("head_dim", lambda out: out.get("attention.qk_rope_dim", "full"), "transformers sets it to qk_rope_head_dim"),
+            Consistent("qk_head_dim", lambda out: out.get("attention.qk_nope_dim", "full") + out.get("attention.qk_rope_dim", "full"), "it must be qk_nope_head_dim + qk_rope_head_dim"),
+            # linear layers: Kimi Delta Attention
+            Fixed("attention.kind", "kimi_delta", "linear"),
+            Custom(("linear_attn_config", "linear_head_dim", "linear_num_heads", "linear_conv_kernel_dim"), _kimi_linear_sizes, _kimi_linear_sizes_write),
+            Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("linear",)),
+            Const("hidden_act", "silu", "the feed-forwards and the convolutions use SiLU"),
+            # feed-forwards: dense first, then DeepSeek-style MoE
+            KimiMlpLayers(),
+            *swiglu(tag="dense", default=9216, act_key=None),
+            *moe("num_experts", "num_experts_per_token", "moe_intermediate_size", (256, 8, 1024), shared="num_shared_experts", shared_default=1),
+            Fixed("ffn.router.kind", "sigmoid", "moe"),
+            Fixed("ffn.router.bias_correction", True, "moe"),
+            Key("num_expert_group", "ffn.router.groups", default=1, tag="moe", write_default=True),
+            Key("topk_group", "ffn.router.top_groups", default=1, tag="moe", write_default=True),
+            Key("moe_renormalize", "ffn.router.normalize", bool, default=True, tag="moe", write_default=True),
+            Key("routed_scaling_factor", "ffn.router.scale", float, default=2.446, tag="moe", write_default=True),
+        ],
+        axes=[ffn_axis(), mixer_axis("linear", "kimi_delta")],
+        # transformers' attribute_map: the other spellings of the keys
+        aliases={
+            "max_position_embeddings": "model_max_length", "norm_topk_prob": "moe_renormalize", "n_group": "num_expert_group",
+            "num_local_experts": "num_experts", "num_experts_per_tok": "num_experts_per_token", "n_shared_experts": "num_shared_experts",
+        },
+        naming=KIMI_LINEAR_NAMES,
     )
 )
