@@ -1,7 +1,7 @@
 """A structurally identical small model (`--tiny`): same block kinds, pattern, features and ratios.
 
 Rules (DESIGN): every block kind and the pattern's period are kept (at most two periods, at
-least one of every kind); d_model becomes 64 and heads 16 features wide, keeping the q:kv
+least one of every kind; without a period, runs and groups repeated in a row keep two repeats); d_model becomes 64 and heads 16 features wide, keeping the q:kv
 ratio (d_model is heads × 16 instead when the model has head_dim = d_model / heads); FFN
 widths keep their ratio to d_model; windows become at most 8 tokens; the
 vocabulary at most 256; the context at most 256. Values that follow a rule in the full model
@@ -34,7 +34,9 @@ MAX_EXPERTS = 16
 
 
 def tiny_layers(kinds: tuple[str, ...]) -> tuple[str, ...]:
-    """The layer pattern, cut to at most two periods; without a period, every run cut to two layers."""
+    """The layer pattern, cut to at most two periods; without a period, every run cut to two
+    layers, and (for up to MAX_SQUEEZED layers) every stretch of a group repeated three times or
+    more cut to two repeats (Nemotron-H's M-M-M-M*-...: a prefix, a repeated body, a tail)."""
     n = len(kinds)
     for period in range(1, n // 2 + 1):
         if all(kinds[i] == kinds[i % period] for i in range(n)):
@@ -46,7 +48,29 @@ def tiny_layers(kinds: tuple[str, ...]) -> tuple[str, ...]:
         run = run + 1 if i and kinds[i - 1] == k else 1
         if run <= 2:
             out.append(k)
-    return tuple(out)
+    return _squeeze(tuple(out)) if len(out) <= MAX_SQUEEZED else tuple(out)
+
+
+MAX_SQUEEZED = 1024
+
+
+def _squeeze(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """Cut every group of layers repeated three times or more in a row to two repeats, the one
+    that saves most first, until none is left."""
+    while True:
+        best = None  # (layers saved, start, period, repeats)
+        n = len(kinds)
+        for period in range(2, n // 3 + 1):
+            for start in range(n - 3 * period + 1):
+                repeats = 1
+                while kinds[start + repeats * period : start + (repeats + 1) * period] == kinds[start : start + period]:
+                    repeats += 1
+                if repeats >= 3 and (best is None or (repeats - 2) * period > best[0]):
+                    best = ((repeats - 2) * period, start, period, repeats)
+        if best is None:
+            return kinds
+        _, start, period, repeats = best
+        kinds = kinds[: start + 2 * period] + kinds[start + repeats * period :]
 
 
 def _width(full: int, full_d_model: int, d_model: int) -> int:

@@ -291,7 +291,10 @@ class ChannelDecay(nn.Module):
         f = (self.f_b_proj(self.f_a_proj(x)).float() + self.dt_bias.float()).view(
             b, t, -1, self.head_dim
         )
-        return -self.A_log.float().exp() * F.softplus(f)
+        softplus = torch.where(
+            f > 20.0, f, torch.log(1.0 + torch.exp(f))
+        )  # log(1 + e^f), as Kimi Linear computes it
+        return -self.A_log.float().exp() * softplus
 
 
 class SigmoidGatedRMSNorm(nn.Module):
