@@ -295,9 +295,8 @@ class Indexer(nn.Module):
         self.heads = config.index_heads
         self.head_dim = config.index_head_dim
         self.top_k = config.index_top_k
-        self.wq_b = nn.Linear(
-            config.q_rank, self.heads * self.head_dim, bias=False
-        )  # from the query latent
+        # queries from the query latent, one key per token from the input
+        self.wq_b = nn.Linear(config.q_rank, self.heads * self.head_dim, bias=False)
         self.wk = nn.Linear(config.d_model, self.head_dim, bias=False)
         self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
         self.weights_proj = nn.Linear(config.d_model, self.heads, bias=False)

@@ -361,7 +361,7 @@ def channel_delta_chunked(
     out = []
     for c in range(q.shape[2]):
         qc, kc, vc, gc, bc = q[:, :, c], k[:, :, c], v[:, :, c], g[:, :, c], beta[:, :, c]
-        # decay of each feature from token j to token i (j ≤ i; zero for j after i): [b, heads, i, j, key_dim]
+        # decay of each feature from token j to token i (j ≤ i; zero for j after i)
         pairwise = (
             (gc[..., :, None, :] - gc[..., None, :, :])
             .masked_fill(~causal[..., None], float("-inf"))
@@ -406,9 +406,8 @@ class KimiDeltaAttention(nn.Module):
         self.k_conv1d = nn.Conv1d(inner, inner, config.kda_conv, groups=inner, bias=False)
         self.v_conv1d = nn.Conv1d(inner, inner, config.kda_conv, groups=inner, bias=False)
         self.forget_gate = ChannelDecay(config.d_model, self.heads, self.head_dim)
-        self.b_proj = nn.Linear(
-            config.d_model, self.heads, bias=False
-        )  # how strongly each token writes
+        # how strongly each token writes, per head
+        self.b_proj = nn.Linear(config.d_model, self.heads, bias=False)
         # the output gate: a rank-head_dim projection of the input
         self.g_a_proj = nn.Linear(config.d_model, self.head_dim, bias=False)
         self.g_b_proj = nn.Linear(self.head_dim, inner, bias=False)
@@ -422,7 +421,8 @@ class KimiDeltaAttention(nn.Module):
             (self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight)
         )  # one depthwise convolution
         qkv, past = causal_conv(qkv, filters, None if cache is None else cache.conv)
-        # [b, heads, t, head_dim] each, in float32: unit-length queries and keys, queries scaled by head_dim ** -0.5
+        # [b, heads, t, head_dim] each, in float32; unit-length queries and keys, queries scaled
+        # by head_dim ** -0.5
         q, k, v = (
             y.view(b, t, self.heads, self.head_dim).transpose(1, 2).float()
             for y in F.silu(qkv).chunk(3, dim=-1)

@@ -225,7 +225,8 @@ class ShortConv(nn.Module):
 
     def __init__(self, config: Config):
         super().__init__()
-        self.in_proj = nn.Linear(config.d_model, 3 * config.d_model, bias=False)  # B, C and x
+        # B, C and x in one projection
+        self.in_proj = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         # a causal depthwise convolution: one filter of 3 taps per feature
         self.conv = nn.Conv1d(
             config.d_model, config.d_model, config.conv_taps, groups=config.d_model, bias=False

@@ -375,15 +375,13 @@ class Mamba2(nn.Module):
         self.dt_min = config.ssm_dt_min  # the smallest step
         inner = self.heads * self.head_dim
         channels = inner + 2 * self.groups * self.state_size  # x, B and C
-        self.in_proj = nn.Linear(
-            config.d_model, inner + channels + self.heads, bias=False
-        )  # z, x, B, C and dt
+        # one projection for the gate z, x, B, C and each head's step dt
+        self.in_proj = nn.Linear(config.d_model, inner + channels + self.heads, bias=False)
         # a short causal convolution over x, B and C: one filter per feature
         self.conv1d = nn.Conv1d(channels, channels, config.ssm_conv, groups=channels, bias=True)
         self.dt_bias = nn.Parameter(torch.empty(self.heads))
-        self.A_log = nn.Parameter(
-            torch.empty(self.heads)
-        )  # A = -exp(A_log): each head's decay rate
+        # A = -exp(A_log): each head's decay rate
+        self.A_log = nn.Parameter(torch.empty(self.heads))
         self.D = nn.Parameter(torch.empty(self.heads))  # each head's skip connection
         self.norm = GatedGroupRMSNorm(inner, self.groups, config.ssm_norm_eps)
         self.out_proj = nn.Linear(inner, config.d_model, bias=False)
@@ -406,9 +404,8 @@ class Mamba2(nn.Module):
             .repeat_interleave(per_group, dim=1)
             for v in (B, C)
         )
-        dt = (
-            F.softplus(dt.float() + self.dt_bias.float()).clamp(min=self.dt_min).transpose(1, 2)
-        )  # [b, heads, t]
+        # each head's step [b, heads, t]
+        dt = F.softplus(dt.float() + self.dt_bias.float()).clamp(min=self.dt_min).transpose(1, 2)
         a = dt * -self.A_log.float().exp()[:, None]  # the log of each head's decay at each token
         if cache is None:
             state = x.new_zeros(b, self.heads, self.head_dim, self.state_size, dtype=torch.float32)
