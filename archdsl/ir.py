@@ -205,7 +205,21 @@ class Indexer(IR):
     top_k: int = setting(2048, "keys each query attends to", "tokens", gt=0)
 
 
-class Mla(IR):
+class WithoutAttentionSettings:
+    """The settings of softmax attention that other token mixers (and MLA) do not have, at their
+    "off" values, for code that describes any layer's mixer (windows, chunks, sinks, ...)."""
+
+    window: ClassVar[None] = None
+    chunk: ClassVar[None] = None
+    softcap: ClassVar[None] = None
+    sinks: ClassVar[bool] = False
+    clip_qkv: ClassVar[None] = None
+    temperature: ClassVar[None] = None
+    qk_norm: ClassVar[str] = "none"
+    output_gate: ClassVar[bool] = False
+
+
+class Mla(WithoutAttentionSettings, IR):
     """Multi-head latent attention (DeepSeek V2/V3): keys and values are rebuilt from a small cached latent.
 
     Queries go through an optional low-rank bottleneck (q_rank); keys and values come from a
@@ -244,17 +258,9 @@ class Mla(IR):
     def rotary_base(self) -> int:
         return self.qk_rope_dim
 
-    window: ClassVar[None] = None
-    chunk: ClassVar[None] = None
-    softcap: ClassVar[None] = None
-    sinks: ClassVar[bool] = False
-    clip_qkv: ClassVar[None] = None
-    temperature: ClassVar[None] = None
-    qk_norm: ClassVar[str] = "none"
-    output_gate: ClassVar[bool] = False
 
 
-class GatedDeltaNet(IR):
+class GatedDeltaNet(WithoutAttentionSettings, IR):
     """Gated DeltaNet (Qwen3-Next, Qwen3.5): linear attention with a fixed-size state per head.
 
     Each value head keeps a key_dim × value_dim matrix S. At every token S decays by a learned
@@ -292,26 +298,12 @@ class GatedDeltaNet(IR):
         return self.heads // self.key_heads
 
     @property
-    def query_scale(self) -> float:
-        return self.key_dim**-0.5
-
-    @property
     def conv_channels(self) -> int:
         """Features the convolution mixes: the queries, keys and values of every head."""
         return 2 * self.key_heads * self.key_dim + self.heads * self.value_dim
 
-    window: ClassVar[None] = None
-    chunk: ClassVar[None] = None
-    softcap: ClassVar[None] = None
-    sinks: ClassVar[bool] = False
-    clip_qkv: ClassVar[None] = None
-    temperature: ClassVar[None] = None
-    qk_norm: ClassVar[str] = "none"
-    output_gate: ClassVar[bool] = False
-    bias: ClassVar[tuple] = ()
 
-
-class KimiDelta(IR):
+class KimiDelta(WithoutAttentionSettings, IR):
     """Kimi Delta Attention (Kimi Linear): Gated DeltaNet with a decay per key feature.
 
     Like gated_deltanet, each head keeps a head_dim × head_dim state learned by the delta rule,
@@ -330,22 +322,8 @@ class KimiDelta(IR):
     def inner(self) -> int:
         return self.heads * self.head_dim
 
-    @property
-    def query_scale(self) -> float:
-        return self.head_dim**-0.5
 
-    window: ClassVar[None] = None
-    chunk: ClassVar[None] = None
-    softcap: ClassVar[None] = None
-    sinks: ClassVar[bool] = False
-    clip_qkv: ClassVar[None] = None
-    temperature: ClassVar[None] = None
-    qk_norm: ClassVar[str] = "none"
-    output_gate: ClassVar[bool] = False
-    bias: ClassVar[tuple] = ()
-
-
-class ShortConv(IR):
+class ShortConv(WithoutAttentionSettings, IR):
     """Gated short convolution (LFM2): out(C · conv(B · x)), no attention and no positions.
 
     B, C and x are three projections of the input (d_model features each) and conv a causal
@@ -356,18 +334,8 @@ class ShortConv(IR):
     conv: int = setting(3, "taps of the causal depthwise convolution", "tokens", gt=0)
     bias: bool = setting(False, "biases on the input and output projections and on the convolution")
 
-    window: ClassVar[None] = None
-    chunk: ClassVar[None] = None
-    softcap: ClassVar[None] = None
-    sinks: ClassVar[bool] = False
-    clip_qkv: ClassVar[None] = None
-    temperature: ClassVar[None] = None
-    qk_norm: ClassVar[str] = "none"
-    output_gate: ClassVar[bool] = False
-    query_scale: ClassVar[float] = 1.0
 
-
-class Mamba2(IR):
+class Mamba2(WithoutAttentionSettings, IR):
     """Mamba-2 (state space duality): a selective state space model with a fixed-size state.
 
     One projection gives the gate z, the inputs x (heads × head_dim), B and C (`groups` groups
@@ -404,31 +372,11 @@ class Mamba2(IR):
         """Features the convolution mixes: x, B and C."""
         return self.inner + 2 * self.groups * self.state
 
-    window: ClassVar[None] = None
-    chunk: ClassVar[None] = None  # attention chunks: none
-    softcap: ClassVar[None] = None
-    sinks: ClassVar[bool] = False
-    clip_qkv: ClassVar[None] = None
-    temperature: ClassVar[None] = None
-    qk_norm: ClassVar[str] = "none"
-    output_gate: ClassVar[bool] = False
-    query_scale: ClassVar[float] = 1.0
 
-
-class NoMixer(IR):
+class NoMixer(WithoutAttentionSettings, IR):
     """No token mixer: the layer is its feed-forward alone, around one norm (Nemotron-H's MLP layers)."""
 
     kind: Literal["none"]
-
-    window: ClassVar[None] = None
-    chunk: ClassVar[None] = None
-    softcap: ClassVar[None] = None
-    sinks: ClassVar[bool] = False
-    clip_qkv: ClassVar[None] = None
-    temperature: ClassVar[None] = None
-    qk_norm: ClassVar[str] = "none"
-    output_gate: ClassVar[bool] = False
-    query_scale: ClassVar[float] = 1.0
 
 
 def is_softmax(mixer) -> bool:
@@ -837,7 +785,7 @@ class Block(IR):
                 raise error(at("rope.scaling.short_factor"), f"short_factor has {len(s.short_factor)} numbers; the {rotary} rotating features form {rotary // 2} pairs, one number each")
         if isinstance(self.attention, Mla) and self.rope is None and self.attention.indexer is not None:
             raise error(at("attention.indexer"), "the indexer rotates its queries and keys: it needs RoPE")
-        scale = self.attention.query_scale
+        scale = self.attention.query_scale if is_softmax(self.attention) else 1.0  # the others have no softmax
         if not 0 < scale <= 10**30:  # MLA's default comes from YaRN's mscale_all_dim, which can make it absurd
             raise error(
                 at("rope.scaling.mscale_all_dim") if isinstance(self.attention, Mla) and self.rope and isinstance(self.rope.scaling, YarnScaling) else at("attention.query_scale"),

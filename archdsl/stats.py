@@ -265,25 +265,19 @@ def recurrent_flops(att, d_model: int) -> int:
     return 0
 
 
-def state_bytes(att, bytes_per: int) -> int:
-    """Bytes of one sequence's recurrent state in a layer (0 for softmax attention): Gated
-    DeltaNet's last conv - 1 convolution inputs, at the cache dtype, and its float32 state
-    matrices."""
+def state_bytes(att, d_model: int, bytes_per: int) -> int:
+    """Bytes of one sequence's recurrent state in a layer (0 for softmax attention): the last
+    conv - 1 inputs of its convolution, at the cache dtype, and (Gated DeltaNet, Kimi Delta
+    Attention, Mamba-2) the float32 state matrices of its heads."""
     if isinstance(att, ir.GatedDeltaNet):
         return (att.conv - 1) * att.conv_channels * bytes_per + 4 * att.heads * att.key_dim * att.value_dim
     if isinstance(att, ir.Mamba2):
         return (att.conv - 1) * att.conv_channels * bytes_per + 4 * att.heads * att.head_dim * att.state
     if isinstance(att, ir.KimiDelta):
         return (att.conv - 1) * 3 * att.inner * bytes_per + 4 * att.heads * att.head_dim * att.head_dim
-    return 0
-
-
-def state_bytes_of(att, d_model: int, bytes_per: int) -> int:
-    """Bytes of one sequence's state in a layer (see state_bytes; a short convolution keeps its
-    last conv - 1 inputs of d_model features)."""
     if isinstance(att, ir.ShortConv):
         return (att.conv - 1) * d_model * bytes_per
-    return state_bytes(att, bytes_per)
+    return 0
 
 
 def kv_features(att) -> int:
@@ -406,7 +400,7 @@ def compute(model: ir.Model, context: int | None = None, dtype: str = "bf16") ->
         per_token = kv_features(att) * bytes_per
         kv_per_token += n * per_token
         kv_total += n * per_token * cached_tokens(att, context)
-        state += n * state_bytes_of(att, model.d_model, bytes_per)
+        state += n * state_bytes(att, model.d_model, bytes_per)
         matmul = attention_matmul_params(att, model.d_model) + ffn_matmul_params(block.ffn, model.d_model)
         keys = visible_keys(att, context)
         attended = keys if getattr(att, "indexer", None) is None else min(keys, att.indexer.top_k)  # sparse attention
@@ -803,7 +797,7 @@ def per_device(model: ir.Model, dp: int = 1, tp: int = 1, ep: int = 1, dtype: st
         att = model.kinds[kind].attention
         features = kv_features(att) if isinstance(att, ir.Mla) else kv_features(att) // tp  # MLA's latent is not split
         kv += counts[kind] * features * bytes_per * cached_tokens(att, context)
-        state += counts[kind] * state_bytes_of(att, model.d_model, bytes_per)
+        state += counts[kind] * state_bytes(att, model.d_model, bytes_per)
     return PerDevice(
         dp=dp,
         tp=tp,

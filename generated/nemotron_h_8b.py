@@ -472,7 +472,7 @@ class MLP(nn.Module):
 
 
 class MambaBlock(nn.Module):
-    """One transformer layer (mamba layers); its token mixer alone, pre-norm: x + f(norm(x))."""
+    """One transformer layer (mamba layers); a token mixer without a feed-forward, pre-norm: x + f(norm(x))."""
 
     def __init__(self, config: Config):
         super().__init__()
@@ -490,7 +490,7 @@ class MambaBlock(nn.Module):
 
 
 class MlpBlock(nn.Module):
-    """One transformer layer (mlp layers); its feed-forward alone, pre-norm: x + f(norm(x))."""
+    """One transformer layer (mlp layers); a feed-forward without a token mixer, pre-norm: x + f(norm(x))."""
 
     def __init__(self, config: Config):
         super().__init__()
@@ -508,7 +508,7 @@ class MlpBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """One transformer layer (attention layers); its token mixer alone, pre-norm: x + f(norm(x))."""
+    """One transformer layer (attention layers); a token mixer without a feed-forward, pre-norm: x + f(norm(x))."""
 
     def __init__(self, config: Config):
         super().__init__()

@@ -1,5 +1,7 @@
 """Token mixers: their sizes in the Config, and their classes (attention.py.j2 for MHA, MQA and
-GQA, mla.py.j2 for multi-head latent attention, deltanet.py.j2 for Gated DeltaNet)."""
+GQA, mla.py.j2 for multi-head latent attention and its indexer, deltanet.py.j2 for Gated DeltaNet,
+kda.py.j2 for Kimi Delta Attention, mamba2.py.j2 for Mamba-2, shortconv.py.j2 for the short
+convolution; conv.py.j2 holds the causal convolution they share)."""
 
 from __future__ import annotations
 
@@ -232,7 +234,7 @@ def classes(p: Planner) -> dict[str, str]:
     return ctor
 
 
-def doc(a: ir.Attention | ir.Mla | ir.GatedDeltaNet | ir.ShortConv) -> str:
+def doc(a: ir.Attention | ir.Mla | ir.GatedDeltaNet | ir.KimiDelta | ir.Mamba2 | ir.ShortConv) -> str:
     """The token mixer class's docstring."""
     if isinstance(a, ir.KimiDelta):
         return f"Kimi Delta Attention (linear attention): {a.heads} heads, each with a {a.head_dim} × {a.head_dim} state in place of a KV cache, decaying feature by feature."

@@ -39,7 +39,10 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
         single = mixer is None or not has_ffn  # one sublayer: x + f(norm(x))
         if single:
             module("input_layernorm", norm_of)
-            module(mixer, attention_ctor) if mixer else module("mlp", ffn_ctor)
+            if mixer:
+                module(mixer, attention_ctor)
+            else:
+                module("mlp", ffn_ctor)
             placement = "single"
         elif placement in ("pre", "sandwich", "parallel", "parallel_separate"):
             module("input_layernorm", norm_of)
@@ -65,7 +68,7 @@ def classes(p: Planner, attention_ctor: dict[str, str], ffn_ctor: dict[str, str]
         p.plan.block_classes.append(
             {
                 "name": name,
-                "doc": doc(placement, group, len(p.blocks), "its token mixer" if mixer else "its feed-forward"),
+                "doc": doc(placement, group, len(p.blocks), "a token mixer without a feed-forward" if mixer else "a feed-forward without a token mixer"),
                 "norms": placement,
                 "modules": modules,
                 "takes_layer_type": any(len(m["choices"]) > 1 for m in modules),
@@ -101,7 +104,7 @@ def layers(p: Planner) -> str:
 def doc(placement: str, kinds: list[str], n_kinds: int, alone: str = "") -> str:
     """The block class's docstring: where its norms sit."""
     text = {
-        "single": f"{alone} alone, pre-norm: x + f(norm(x))",
+        "single": f"{alone}, pre-norm: x + f(norm(x))",
         "pre": "pre-norm: x + f(norm(x)) around attention, then around the feed-forward",
         "post": "post-norm inside the residual: x + norm(f(x)) (OLMo 2)",
         "sandwich": "sandwich norms: x + norm(f(norm(x))) (Gemma 3)",

@@ -72,15 +72,16 @@ class AttentionBias(Spec):
     hf: str = "attention_bias"
     on: tuple[str, ...] = ("q", "k", "v", "o")
     default: bool = False
+    tag: str | None = None  # the layers with softmax attention, in a hybrid
 
     def __post_init__(self) -> None:
         self.keys = (self.hf,)
 
     def read(self, config, out):
-        out.set("attention.bias", self.on if config.get(self.hf, bool, self.default) else ())
+        out.set("attention.bias", self.on if config.get(self.hf, bool, self.default) else (), self.tag)
 
     def write(self, view, config):
-        config[self.hf] = bool(view.value("attention.bias"))
+        config[self.hf] = bool(view.value("attention.bias", self.tag))
 
 
 # ---------------------------------------------------------------------------------------------

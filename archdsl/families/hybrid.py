@@ -1,7 +1,9 @@
-"""Hybrid families: layers of linear attention among layers of softmax attention.
+"""Families beyond plain softmax attention: hybrids, whose layers mix tokens with linear
+attention, Mamba-2 or a short convolution among layers of softmax attention (Qwen3-Next, Qwen3.5,
+Kimi Linear, Granite 4.0-H, Nemotron-H, LFM2), and DeepSeek V3.2's sparse attention.
 
-Their layers differ along a "mixer" axis: `full` layers keep softmax attention (and RoPE),
-`linear` layers a recurrent token mixer with a state of fixed size (and no positions).
+A hybrid's layers differ along a "mixer" axis: `full` layers keep softmax attention (and RoPE),
+the others a recurrent token mixer with a state of fixed size (and no positions).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checkpoints import Naming, Rule
-from .common import FULL, RopeKeys, SparseStep, swiglu
+from .common import FULL, AttentionBias, RopeKeys, SparseStep, swiglu
 from .engine import Axis, Choice, Consistent, Const, Custom, Derived, Family, Fixed, HFError, Init, Key, Spec, ffn_axis
 from .tables import deepseek_v3_specs, family, moe
 
@@ -71,13 +73,18 @@ class MixerLayers(Spec):
             self.write_extra(tags, config)
 
 
+def mixer_norm_eps(tag: str) -> Spec:
+    """The eps of a recurrent mixer's output norm: the model's (rms_norm_eps), in the layers with `tag`."""
+    return Derived("attention.norm_eps", lambda out, _: out.get("norm.eps"), tags=(tag,))
+
+
 def gated_deltanet(heads: tuple[str, int], key_heads: tuple[str, int], key_dim: tuple[str, int], value_dim: tuple[str, int], conv: tuple[str, int]) -> list[Spec]:
     """Gated DeltaNet in the linear layers: (config key, default) of each size; the output norm's
     eps is the model's (rms_norm_eps), and the layers take no positions."""
     specs: list[Spec] = [Fixed("attention.kind", "gated_deltanet", "linear"), Fixed("rope", None, "linear")]
     for (key, default), path in zip((heads, key_heads, key_dim, value_dim, conv), ("heads", "key_heads", "key_dim", "value_dim", "conv")):
         specs.append(Key(key, f"attention.{path}", default=default, tag="linear", write_default=True))
-    return specs + [Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("linear",))]
+    return specs + [mixer_norm_eps("linear")]
 
 
 def _qwen_names(name: str, linear: tuple[Rule, ...], moe: bool) -> Naming:
@@ -150,7 +157,7 @@ def qwen_hybrid(sizes: tuple[int, int, int], vocab: int, mrope: bool = False) ->
         Key("num_attention_heads", "attention.heads", default=heads, tag="full"),
         Key("num_key_value_heads", "attention.kv_heads", default=kv_heads, tag="full"),
         Key("head_dim", "attention.head_dim", default=256, tag="full", write_default=True),
-        Key("attention_bias", "attention.bias", bool, default=False, tag="full", to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool, write_default=True),
+        AttentionBias(tag="full"),
         Fixed("attention.qk_norm", "per_head", "full"),
         Fixed("attention.output_gate", True, "full"),
         # Qwen3.5's published configs say so; transformers' model gates every full-attention layer whatever it says
@@ -459,7 +466,7 @@ family(
             Key("num_attention_heads", "attention.heads", default=32, tag="full"),
             Key("num_key_value_heads", "attention.kv_heads", default=None, tag="full"),
             Key("attention_multiplier", "attention.query_scale", float, default=1.0, tag="full"),
-            Key("attention_bias", "attention.bias", bool, default=False, tag="full", to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool, write_default=True),
+            AttentionBias(tag="full"),
             Custom(("position_embedding_type", "rope_parameters", "rope_theta", "rope_scaling"), _granite_hybrid_positions, _granite_hybrid_positions_write),
             # the Mamba-2 layers
             Fixed("attention.kind", "mamba2", "mamba"),
@@ -471,7 +478,7 @@ family(
             Key("mamba_chunk_size", "attention.chunk_size", default=256, tag="mamba", write_default=True),
             Key("mamba_conv_bias", "attention.conv_bias", bool, default=True, tag="mamba", write_default=True),
             Key("mamba_proj_bias", "attention.bias", bool, default=False, tag="mamba", write_default=True),
-            Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("mamba",)),
+            mixer_norm_eps("mamba"),
             Custom(("time_step_limit",), _step_limit, _step_limit_write),
             Const("hidden_act", "silu", "the feed-forwards and Mamba-2's convolution use SiLU"),
             Custom(("num_local_experts", "num_experts_per_tok", "intermediate_size", "shared_intermediate_size"), _granite_hybrid_ffn, _granite_hybrid_ffn_write),
@@ -566,7 +573,7 @@ family(
             Key("num_attention_heads", "attention.heads", default=32, tag="attention"),
             Key("num_key_value_heads", "attention.kv_heads", default=8, tag="attention"),
             Key("head_dim", "attention.head_dim", default=128, tag="attention", write_default=True),
-            Key("attention_bias", "attention.bias", bool, default=False, tag="attention", to_ir=lambda b: ("q", "k", "v", "o") if b else (), to_hf=bool, write_default=True),
+            AttentionBias(tag="attention"),
             Const("sliding_window", None, "Nemotron-H's sliding windows are not supported"),
             Fixed("rope", None),
             Fixed("ffn.kind", "none", "attention"),
@@ -582,7 +589,7 @@ family(
             Key("use_conv_bias", "attention.conv_bias", bool, default=True, tag="mamba", write_default=True),
             Key("use_bias", "attention.bias", bool, default=False, tag="mamba", write_default=True),  # in_proj's and out_proj's
             Key("time_step_min", "attention.dt_min", float, default=0.001, tag="mamba", write_default=True),
-            Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("mamba",)),
+            mixer_norm_eps("mamba"),
             Const("mamba_hidden_act", "silu", "Mamba-2's convolution is followed by SiLU"),
             # MLP layers: ReLU² by default
             Fixed("attention.kind", "none", "mlp"),
@@ -624,30 +631,37 @@ INDEXED = "indexed_attention"
 
 @dataclass
 class MlpLayerTypes(Spec):
-    """DeepSeek V3.2's MoE layers: `mlp_layer_types` (dense / sparse), or, when absent, dense for
-    the first `first_k_dense_replace` layers; and `layer_types`, every layer indexed attention."""
+    """MoE layers as `mlp_layer_types` (dense / sparse) says, or, when absent, dense for the first
+    `first_k_dense_replace` layers (DeepSeek V3.2, Kimi Linear). With `indexed` (DeepSeek V3.2),
+    `layer_types` must make every layer indexed (sparse) attention, and `first_k_dense_replace`,
+    a key of that config class, is written too."""
+
+    first_default: int = 3
+    indexed: bool = False
 
     def __post_init__(self) -> None:
-        self.keys = ("mlp_layer_types", "first_k_dense_replace", "layer_types")
+        self.keys = ("mlp_layer_types", "first_k_dense_replace") + (("layer_types",) if self.indexed else ())
 
     def read(self, config, out):
         n = out.n_layers
         types = config.get("mlp_layer_types", list, None)
-        first = config.get("first_k_dense_replace", int, 3)
+        first = config.get("first_k_dense_replace", int, self.first_default)
         if types is None:
-            types = ["dense"] * min(first, n) + ["sparse"] * max(n - first, 0)
+            types = ["dense" if i < first else "sparse" for i in range(n)]
         if len(types) != n or any(t not in ("dense", "sparse") for t in types):
             raise config.refuse("mlp_layer_types", types, f"it lists dense or sparse for each of the {n} layers")
         out.axes["ffn"] = ["moe" if t == "sparse" else "dense" for t in types]
-        attention = config.get("layer_types", list, None) or [INDEXED] * n
-        if len(attention) != n or any(t not in (INDEXED, "deepseek_sparse_attention") for t in attention):
-            raise config.refuse("layer_types", attention, "every layer of DeepSeek V3.2 is indexed (sparse) attention")
+        if self.indexed:
+            attention = config.get("layer_types", list, None) or [INDEXED] * n
+            if len(attention) != n or any(t not in (INDEXED, "deepseek_sparse_attention") for t in attention):
+                raise config.refuse("layer_types", attention, "every layer of DeepSeek V3.2 is indexed (sparse) attention")
 
     def write(self, view, config):
         tags = view.tags("ffn")
         config["mlp_layer_types"] = ["sparse" if t == "moe" else "dense" for t in tags]
-        config["first_k_dense_replace"] = tags.index("moe") if "moe" in tags else len(tags)
-        config["layer_types"] = [INDEXED] * len(tags)
+        if self.indexed:
+            config["first_k_dense_replace"] = tags.index("moe") if "moe" in tags else len(tags)
+            config["layer_types"] = [INDEXED] * len(tags)
 
 
 family(
@@ -655,7 +669,7 @@ family(
         "deepseek_v32",
         "DeepseekV32ForCausalLM",
         [
-            *deepseek_v3_specs(Fixed("rope.layout", "interleaved"), MlpLayerTypes()),
+            *deepseek_v3_specs(Fixed("rope.layout", "interleaved"), MlpLayerTypes(first_default=3, indexed=True)),
             Fixed("attention.indexer.kind", "lightning"),
             Key("index_n_heads", "attention.indexer.heads", default=64),
             Key("index_head_dim", "attention.indexer.head_dim", default=128),
@@ -729,30 +743,6 @@ def _kimi_linear_sizes_write(view, config) -> None:
         )
 
 
-@dataclass
-class KimiMlpLayers(Spec):
-    """Kimi Linear's MoE layers: `mlp_layer_types` (dense / sparse), or dense for the first
-    `first_k_dense_replace` layers (1 by default)."""
-
-    def __post_init__(self) -> None:
-        self.keys = ("mlp_layer_types", "first_k_dense_replace")
-
-    def read(self, config, out):
-        n = out.n_layers
-        types = config.get("mlp_layer_types", list, None)
-        if types is None:
-            first = config.get("first_k_dense_replace", int, 1)
-            types = ["dense" if i < first else "sparse" for i in range(n)]
-        else:
-            config.raw("first_k_dense_replace")
-        if len(types) != n or any(t not in ("dense", "sparse") for t in types):
-            raise config.refuse("mlp_layer_types", types, f"it lists dense or sparse for each of the {n} layers")
-        out.axes["ffn"] = ["moe" if t == "sparse" else "dense" for t in types]
-
-    def write(self, view, config):
-        config["mlp_layer_types"] = ["sparse" if t == "moe" else "dense" for t in view.tags("ffn")]
-
-
 KIMI_LINEAR_NAMES = Naming(
     "kimi_linear",
     "model.",
@@ -801,10 +791,10 @@ family(
             # linear layers: Kimi Delta Attention
             Fixed("attention.kind", "kimi_delta", "linear"),
             Custom(("linear_attn_config", "linear_head_dim", "linear_num_heads", "linear_conv_kernel_dim"), _kimi_linear_sizes, _kimi_linear_sizes_write),
-            Derived("attention.norm_eps", lambda out, tag: out.get("norm.eps"), tags=("linear",)),
+            mixer_norm_eps("linear"),
             Const("hidden_act", "silu", "the feed-forwards and the convolutions use SiLU"),
             # feed-forwards: dense first, then DeepSeek-style MoE
-            KimiMlpLayers(),
+            MlpLayerTypes(first_default=1),
             *swiglu(tag="dense", default=9216, act_key=None),
             *moe("num_experts", "num_experts_per_token", "moe_intermediate_size", (256, 8, 1024), shared="num_shared_experts", shared_default=1),
             Fixed("ffn.router.kind", "sigmoid", "moe"),
